@@ -1,0 +1,199 @@
+package replica
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// checkSQL asks a node, in one round trip, what it is and where its WAL is.
+// On a replica the position is the replay LSN; on a primary the write
+// position (what a replica can at best have received). The WAL receiver
+// status is hidden from unprivileged roles, so a receiver row with a NULL
+// status counts as streaming.
+const checkSQL = `SELECT pg_is_in_recovery(),
+	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
+	EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE coalesce(status, 'streaming') = 'streaming')`
+
+// run checks every node each CheckInterval until ctx ends.
+func (s *Set) run(ctx context.Context) {
+	defer close(s.done)
+	defer func() {
+		for _, n := range s.nodes {
+			if n.conn != nil {
+				closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+				n.conn.Close(closeCtx)
+				cancel()
+			}
+		}
+	}()
+	t := time.NewTicker(s.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.checkAll(ctx)
+		}
+	}
+}
+
+// probe is one node's answer to checkSQL.
+type probe struct {
+	ok        bool
+	err       string
+	inRecov   bool
+	lsn       LSN
+	streaming bool
+	at        time.Time
+}
+
+// checkAll checks every node at once, then derives roles and lag from the
+// answers taken together, so that byte lag compares positions of one tick.
+func (s *Set) checkAll(ctx context.Context) {
+	probes := make([]probe, len(s.nodes))
+	var wg sync.WaitGroup
+	for i, n := range s.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			probes[i] = s.checkNode(ctx, n)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	s.apply(probes)
+}
+
+func (s *Set) checkNode(ctx context.Context, n *node) probe {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
+	defer cancel()
+	if n.conn == nil || n.conn.IsClosed() {
+		c, err := pgx.ConnectConfig(ctx, n.check)
+		if err != nil {
+			return probe{err: cleanError(err), at: s.now()}
+		}
+		n.conn = c
+	}
+	var p probe
+	var lsn *string
+	err := n.conn.QueryRow(ctx, checkSQL).Scan(&p.inRecov, &lsn, &p.streaming)
+	p.at = s.now()
+	if err != nil {
+		// A half-read connection cannot be trusted with the next check.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		n.conn.Close(closeCtx)
+		cancel()
+		n.conn = nil
+		p.err = cleanError(err)
+		return p
+	}
+	if lsn != nil {
+		if p.lsn, err = ParseLSN(*lsn); err != nil {
+			p.err = err.Error()
+			return p
+		}
+	}
+	p.ok = true
+	return p
+}
+
+// apply publishes a tick's probes: the primary, each replica's lag and its
+// place in rotation.
+func (s *Set) apply(probes []probe) {
+	var primaries []int
+	for i, p := range probes {
+		if p.ok && !p.inRecov {
+			primaries = append(primaries, i)
+		}
+	}
+	primaryUp := len(primaries) == 1
+	if primaryUp {
+		p := probes[primaries[0]]
+		s.hist.add(p.at, p.lsn)
+		s.lastPrimary = p.lsn
+	} else {
+		s.hist.reset()
+	}
+	s.setPrimary(primaries)
+
+	for i, n := range s.nodes {
+		before, after := n.update(func(st status) status {
+			return s.next(st, probes[i], primaryUp)
+		})
+		s.logChange(n, before, after)
+	}
+}
+
+// next computes a node's new status from its probe.
+func (s *Set) next(st status, p probe, primaryUp bool) status {
+	st.checks++
+	st.checked = p.at
+	st.reachable, st.err = p.ok, p.err
+	if p.ok {
+		st.lsn, st.streaming = p.lsn, p.streaming
+		st.role = RoleReplica
+		if !p.inRecov {
+			st.role = RolePrimary
+		}
+	}
+	good := false
+	switch {
+	case !p.ok:
+		st.lagKnown = false
+	case st.role == RolePrimary:
+		st.lagKnown, st.lag, st.lagBytes, st.primaryDown = true, 0, 0, false
+		good = true
+	case primaryUp:
+		st.primaryDown = false
+		st.lagBytes = max(int64(s.lastPrimary)-int64(st.lsn), 0)
+		st.lag, st.lagKnown = s.hist.lag(p.at, st.lsn)
+		good = st.lagKnown && st.streaming && st.lag <= s.opts.MaxLag && st.lagBytes <= s.opts.MaxLagBytes
+	default:
+		// No single primary to measure against. A replica that has replayed
+		// everything the primary had written when it was last seen holds
+		// the newest data there is, and keeps serving reads.
+		st.lagKnown = false
+		st.primaryDown = s.lastPrimary != 0 && st.lsn >= s.lastPrimary
+		good = st.primaryDown
+	}
+	if good {
+		st.good, st.bad = st.good+1, 0
+		// A node good at its very first check has no history to distrust.
+		if st.good >= s.opts.AdmitAfter || st.checks == 1 {
+			st.admitted = true
+		}
+	} else {
+		st.good, st.bad = 0, st.bad+1
+		if st.bad >= s.opts.EjectAfter {
+			st.admitted = false
+		}
+	}
+	st.until = s.eligibleUntil(&st)
+	return st
+}
+
+// logChange logs what changed for a node, once, not every tick.
+func (s *Set) logChange(n *node, before, after *status) {
+	switch {
+	case before.role != after.role && after.role != RoleUnknown:
+		s.log.Info("node role", "node", n.addr, "role", after.role.String(), "was", before.role.String())
+	case before.reachable && !after.reachable:
+		s.log.Warn("node unreachable", "node", n.addr, "err", after.err)
+	case !before.reachable && after.reachable && before.checks > 0:
+		s.log.Info("node reachable again", "node", n.addr)
+	}
+	if after.role != RoleReplica || before.admitted == after.admitted {
+		return
+	}
+	if after.admitted {
+		s.log.Info("replica admitted", "node", n.addr, "lag", after.lag, "lag_bytes", after.lagBytes)
+	} else {
+		s.log.Warn("replica ejected", "node", n.addr, "reason", reason(after, s.opts, s.now()), "lag", after.lag, "lag_bytes", after.lagBytes)
+	}
+}

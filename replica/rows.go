@@ -1,0 +1,213 @@
+package replica
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Rows is the result of a read. It implements pgx.Rows, and retries the
+// read once on another node when the first fails at the connection level
+// before yielding a row. Like pgx.Rows it is not safe for concurrent use;
+// Close releases the connection.
+type Rows struct {
+	set   *Set
+	ctx   context.Context
+	opts  ReadOptions
+	sql   string
+	args  []any
+	tries int
+
+	t       target
+	inner   pgx.Rows
+	batch   pgx.BatchResults
+	yielded bool
+	closed  bool
+	err     error
+	served  Served
+}
+
+// start routes the read and sends it, avoiding the node that just failed.
+func (r *Rows) start(avoid *node) error {
+	for {
+		r.tries++
+		t, err := r.set.route(r.ctx, r.opts, avoid)
+		if err != nil {
+			return err
+		}
+		r.t, r.served = t, Served{Node: t.n.addr, Role: t.n.status().role}
+		if r.opts.Observe {
+			b := &pgx.Batch{}
+			b.Queue(r.sql, r.args...)
+			b.Queue(observeSQL)
+			r.batch = t.conn.SendBatch(r.ctx, b)
+			r.inner, err = r.batch.Query()
+		} else {
+			r.inner, err = t.conn.Query(r.ctx, r.sql, r.args...)
+		}
+		if err == nil {
+			if t.fallback {
+				t.n.fallbacks.Add(1)
+			}
+			t.n.reads.Add(1)
+			return nil
+		}
+		r.finish()
+		if r.tries >= 2 || !connLevel(r.ctx, err) {
+			return setError(r.set.name, err)
+		}
+		r.set.ejectNode(t.n, err)
+		avoid = t.n
+	}
+}
+
+// finish closes what the current attempt holds.
+func (r *Rows) finish() {
+	if r.inner != nil {
+		r.inner.Close()
+		if err := r.inner.Err(); err != nil && r.err == nil {
+			r.err = err
+		}
+	}
+	if r.batch != nil {
+		if r.err == nil {
+			var text *string
+			if err := r.batch.QueryRow().Scan(&text); err == nil && text != nil {
+				r.served.LSN, _ = ParseLSN(*text)
+			}
+		}
+		r.batch.Close()
+		r.batch = nil
+	}
+	if r.t.conn != nil {
+		r.t.release()
+		r.t = target{}
+	}
+	r.inner = nil
+}
+
+// Next advances to the next row; see pgx.Rows.
+func (r *Rows) Next() bool {
+	if r.closed || r.inner == nil {
+		return false
+	}
+	if r.inner.Next() {
+		r.yielded = true
+		return true
+	}
+	err := r.inner.Err()
+	if err != nil && !r.yielded && r.tries < 2 && connLevel(r.ctx, err) {
+		failed := r.t.n
+		r.inner.Close()
+		r.inner = nil
+		r.finish()
+		r.set.ejectNode(failed, err)
+		if serr := r.start(failed); serr != nil {
+			r.err = serr
+			r.Close()
+			return false
+		}
+		return r.Next()
+	}
+	r.Close()
+	return false
+}
+
+// Close releases the connection; it is safe to call more than once.
+func (r *Rows) Close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.inner != nil {
+		r.finish()
+	}
+}
+
+// Err returns the error that ended the rows, if any.
+func (r *Rows) Err() error {
+	if r.err != nil {
+		return setError(r.set.name, r.err)
+	}
+	return nil
+}
+
+// Served says which node answered; with Observe, its LSN is set after Close.
+func (r *Rows) Served() Served { return r.served }
+
+// CommandTag returns the command tag once the rows are closed.
+func (r *Rows) CommandTag() pgconn.CommandTag {
+	if r.inner == nil {
+		return pgconn.CommandTag{}
+	}
+	return r.inner.CommandTag()
+}
+
+// FieldDescriptions describes the result's columns.
+func (r *Rows) FieldDescriptions() []pgconn.FieldDescription {
+	if r.inner == nil {
+		return nil
+	}
+	return r.inner.FieldDescriptions()
+}
+
+// Scan reads the current row into dest; see pgx.Rows.
+func (r *Rows) Scan(dest ...any) error { return r.inner.Scan(dest...) }
+
+// Values returns the current row's decoded values.
+func (r *Rows) Values() ([]any, error) { return r.inner.Values() }
+
+// RawValues returns the current row's raw bytes.
+func (r *Rows) RawValues() [][]byte { return r.inner.RawValues() }
+
+// Conn returns the connection the rows are read from while they are open.
+func (r *Rows) Conn() *pgx.Conn {
+	if r.t.conn == nil {
+		return nil
+	}
+	return r.t.conn.Conn()
+}
+
+// Row is the result of ReadRow; it implements pgx.Row.
+type Row struct {
+	rows *Rows
+	err  error
+}
+
+// Scan reads the row into dest, or returns pgx.ErrNoRows.
+func (r *Row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	rows := r.rows
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// Served says which node answered, after Scan.
+func (r *Row) Served() Served {
+	if r.rows == nil {
+		return Served{}
+	}
+	return r.rows.Served()
+}
+
+// TypeMap returns the map the values are decoded with.
+func (r *Rows) TypeMap() *pgtype.Map {
+	if r.inner == nil {
+		return pgtype.NewMap()
+	}
+	return r.inner.TypeMap()
+}

@@ -1,0 +1,219 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrCommitLSN is wrapped when a write committed but its WAL position could
+// not be read back. The write is durable as far as the server is concerned;
+// only read-your-writes for it is lost, so callers should read the primary.
+var ErrCommitLSN = errors.New("replica: write committed, but its WAL position is unknown")
+
+// commitLSNSQL ends the transaction and, in the same message, reads the WAL
+// insert position, which is past the commit record once COMMIT is done.
+// The simple protocol runs both statements in order; an error in COMMIT
+// stops the SELECT.
+const commitLSNSQL = `COMMIT; SELECT pg_current_wal_insert_lsn()::text`
+
+// lsnSQL reads the WAL insert position after an autocommit statement.
+const lsnSQL = `SELECT pg_current_wal_insert_lsn()::text`
+
+// writer returns the node that takes writes now, or why there is none.
+func (s *Set) writer() (*node, error) {
+	if s.closed.Load() {
+		return nil, setError(s.name, ErrClosed)
+	}
+	if s.split.Load() {
+		return nil, setError(s.name, ErrSplitBrain)
+	}
+	p := s.primary.Load()
+	if p == nil {
+		return nil, setError(s.name, ErrNoPrimary)
+	}
+	if st := p.status(); !st.reachable {
+		return nil, setError(s.name, fmt.Errorf("%w: %s is unreachable: %s", ErrNoPrimary, p.addr, st.err))
+	}
+	return p, nil
+}
+
+// writeConn acquires a connection on the primary, failing fast with
+// ErrNoPrimary when it cannot be reached.
+func (s *Set) writeConn(ctx context.Context) (target, error) {
+	p, err := s.writer()
+	if err != nil {
+		return target{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	defer cancel()
+	t, err := s.acquire(ctx, p, false)
+	if err != nil {
+		return target{}, setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, p.addr, errors.Unwrap(err)))
+	}
+	return t, nil
+}
+
+// Exec runs a statement on the primary. It is retried once only when
+// nothing reached the server (pgconn.SafeToRetry).
+func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	for try := 0; ; try++ {
+		t, err := s.writeConn(ctx)
+		if err != nil {
+			return pgconn.CommandTag{}, err
+		}
+		tag, err := t.conn.Exec(ctx, sql, args...)
+		t.release()
+		if err != nil && try == 0 && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return tag, setError(s.name, err)
+		}
+		t.n.writes.Add(1)
+		return tag, nil
+	}
+}
+
+// ExecLSN runs an autocommit statement on the primary and returns the WAL
+// position after its commit, for read-your-writes. The statement and the
+// position query go in one round trip as two pipelined implicit
+// transactions, so the position is read after the commit, never before.
+// Arguments are sent as text, as pgx's QueryExecModeExec does.
+func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, LSN, error) {
+	t, err := s.writeConn(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, 0, err
+	}
+	defer t.release()
+	conn := t.conn.Conn()
+	var eqb pgx.ExtendedQueryBuilder
+	if err := eqb.Build(conn.TypeMap(), nil, args); err != nil {
+		return pgconn.CommandTag{}, 0, setError(s.name, err)
+	}
+	pl := conn.PgConn().StartPipeline(ctx)
+	pl.SendQueryParams(sql, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+	pl.SendPipelineSync()
+	pl.SendQueryParams(lsnSQL, nil, nil, nil, nil)
+	pl.SendPipelineSync()
+	if err := pl.Flush(); err != nil {
+		pl.Close()
+		return pgconn.CommandTag{}, 0, setError(s.name, err)
+	}
+	tag, lsn, err := readExecLSN(pl)
+	if err == nil || errors.Is(err, ErrCommitLSN) {
+		t.n.writes.Add(1)
+	}
+	if cerr := pl.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return tag, lsn, setError(s.name, err)
+	}
+	return tag, lsn, nil
+}
+
+// readExecLSN reads the two results and two syncs of ExecLSN's pipeline.
+func readExecLSN(pl *pgconn.Pipeline) (pgconn.CommandTag, LSN, error) {
+	var tag pgconn.CommandTag
+	var lsn LSN
+	committed := false
+	for step := 0; step < 4; step++ {
+		res, err := pl.GetResults()
+		if err != nil {
+			if committed {
+				return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
+			}
+			return tag, 0, err
+		}
+		switch v := res.(type) {
+		case *pgconn.ResultReader:
+			if step == 0 {
+				tag, err = v.Close()
+				if err != nil {
+					// The first transaction failed; drain the rest.
+					return tag, 0, drainAfter(pl, step, err)
+				}
+				continue
+			}
+			r := v.Read()
+			if r.Err != nil || len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
+				return tag, 0, fmt.Errorf("%w: %v", ErrCommitLSN, r.Err)
+			}
+			if lsn, err = ParseLSN(string(r.Rows[0][0])); err != nil {
+				return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
+			}
+		case *pgconn.PipelineSync:
+			committed = true
+		}
+	}
+	return tag, lsn, nil
+}
+
+// drainAfter reads the pipeline's remaining results after a failed first
+// statement, so the connection goes back to the pool clean.
+func drainAfter(pl *pgconn.Pipeline, step int, cause error) error {
+	for ; step < 3; step++ {
+		res, err := pl.GetResults()
+		if err != nil {
+			return cause
+		}
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			rr.Close()
+		}
+	}
+	return cause
+}
+
+// Tx runs fn in a transaction on the primary: it commits when fn returns
+// nil and rolls back otherwise. It returns the WAL position after the
+// commit, read in the same round trip as the COMMIT. A Tx is never retried:
+// fn may have had effects the library cannot see.
+func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (LSN, error) {
+	t, err := s.writeConn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer t.release()
+	tx, err := t.conn.BeginTx(ctx, opts)
+	if err != nil {
+		return 0, setError(s.name, err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	results, err := t.conn.Conn().PgConn().Exec(ctx, commitLSNSQL).ReadAll()
+	if err != nil {
+		if len(results) == 2 {
+			return 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+		}
+		return 0, setError(s.name, err)
+	}
+	if len(results) != 2 {
+		return 0, setError(s.name, fmt.Errorf("commit returned %d results, want 2", len(results)))
+	}
+	if results[0].CommandTag.String() != "COMMIT" {
+		// The transaction had failed inside fn without fn noticing;
+		// PostgreSQL answers COMMIT with ROLLBACK.
+		return 0, setError(s.name, pgx.ErrTxCommitRollback)
+	}
+	if len(results[1].Rows) != 1 || len(results[1].Rows[0]) != 1 {
+		return 0, setError(s.name, ErrCommitLSN)
+	}
+	t.n.writes.Add(1)
+	lsn, err := ParseLSN(string(results[1].Rows[0][0]))
+	if err != nil {
+		return 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+	}
+	return lsn, nil
+}
