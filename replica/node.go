@@ -59,10 +59,10 @@ type status struct {
 	lagBytes    int64
 	primaryDown bool // lag measured against the last position seen before the primary went away
 
-	checks    int  // checks done
+	checks    int           // checks done
 	until     time.Duration // eligible for replica reads until this instant of the set's clock; 0 if not
-	admitted  bool // in rotation (hysteresis)
-	good, bad int  // consecutive good and bad checks
+	admitted  bool          // in rotation (hysteresis)
+	good, bad int           // consecutive good and bad checks
 }
 
 // node is one server of the set with its pool and counters.
