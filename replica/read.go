@@ -24,6 +24,10 @@ type ReadOptions struct {
 	// Rows.Served after Close (monotonic reads). It adds one tiny statement
 	// to the same round trip.
 	Observe bool
+	// Done, if set, is called once when the read's rows are closed
+	// (explicitly, or by the last Next), with who served it. A read that
+	// fails before any node is chosen does not call it.
+	Done func(Served)
 }
 
 // Served says which node answered a read and, with ReadOptions.Observe,

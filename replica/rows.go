@@ -124,6 +124,9 @@ func (r *Rows) Close() {
 	if r.inner != nil {
 		r.finish()
 	}
+	if r.opts.Done != nil {
+		r.opts.Done(r.served)
+	}
 }
 
 // Err returns the error that ended the rows, if any.

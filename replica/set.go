@@ -155,6 +155,20 @@ func address(c *pgx.ConnConfig) string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database
 }
 
+// PrimaryIndex returns which node takes writes now, as an index into the
+// configured nodes (0 is Config.Primary, i is Config.Replicas[i-1]), or -1
+// when no single node reports primary. After a promotion it names the
+// promoted replica.
+func (s *Set) PrimaryIndex() int {
+	p := s.primary.Load()
+	for i, n := range s.nodes {
+		if n == p {
+			return i
+		}
+	}
+	return -1
+}
+
 // Name returns the set's name.
 func (s *Set) Name() string { return s.name }
 

@@ -57,6 +57,23 @@ func (s *Set) writeConn(ctx context.Context) (target, error) {
 	return t, nil
 }
 
+// writeFailed turns a connection-level failure of a write into
+// ErrNoPrimary, and marks the primary unreachable until its next good check
+// so that the writes behind this one fail fast. Whether a write that was
+// sent before its connection broke committed is unknown; ErrNoPrimary says
+// only that the primary is not answering.
+func (s *Set) writeFailed(ctx context.Context, n *node, err error) error {
+	if !connLevel(ctx, err) {
+		return setError(s.name, err)
+	}
+	n.failures.Add(1)
+	n.update(func(st status) status {
+		st.reachable, st.err = false, cleanError(err)
+		return st
+	})
+	return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err))
+}
+
 // Exec runs a statement on the primary. It is retried once only when
 // nothing reached the server (pgconn.SafeToRetry).
 func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -71,7 +88,7 @@ func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 			continue
 		}
 		if err != nil {
-			return tag, setError(s.name, err)
+			return tag, s.writeFailed(ctx, t.n, err)
 		}
 		t.n.writes.Add(1)
 		return tag, nil
@@ -101,7 +118,7 @@ func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.Comm
 	pl.SendPipelineSync()
 	if err := pl.Flush(); err != nil {
 		pl.Close()
-		return pgconn.CommandTag{}, 0, setError(s.name, err)
+		return pgconn.CommandTag{}, 0, s.writeFailed(ctx, t.n, err)
 	}
 	tag, lsn, err := readExecLSN(pl)
 	if err == nil || errors.Is(err, ErrCommitLSN) {
@@ -109,6 +126,9 @@ func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.Comm
 	}
 	if cerr := pl.Close(); err == nil && cerr != nil {
 		err = cerr
+	}
+	if err != nil && !errors.Is(err, ErrCommitLSN) {
+		return tag, lsn, s.writeFailed(ctx, t.n, err)
 	}
 	if err != nil {
 		return tag, lsn, setError(s.name, err)
@@ -180,7 +200,7 @@ func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error)
 	defer t.release()
 	tx, err := t.conn.BeginTx(ctx, opts)
 	if err != nil {
-		return 0, setError(s.name, err)
+		return 0, s.writeFailed(ctx, t.n, err)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -197,7 +217,7 @@ func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error)
 		if len(results) == 2 {
 			return 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
 		}
-		return 0, setError(s.name, err)
+		return 0, s.writeFailed(ctx, t.n, err)
 	}
 	if len(results) != 2 {
 		return 0, setError(s.name, fmt.Errorf("commit returned %d results, want 2", len(results)))

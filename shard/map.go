@@ -135,6 +135,11 @@ func (m *Map) Lookup(id ID) string {
 	return m.names[m.index(id)]
 }
 
+// Index returns the position, in Shards() order, of the shard that owns id.
+func (m *Map) Index(id ID) int {
+	return m.index(id)
+}
+
 // index finds the last shard whose start is <= id.
 func (m *Map) index(id ID) int {
 	b := uint64(id) >> m.shift

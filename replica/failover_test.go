@@ -1,0 +1,88 @@
+package replica_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pgshard/pgshard/internal/pgcluster"
+	"github.com/pgshard/pgshard/replica"
+)
+
+// TestPrimaryLossAndPromotion stops the primary of a cluster of its own,
+// then promotes its replica.
+func TestPrimaryLossAndPromotion(t *testing.T) {
+	ctx := context.Background()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 1, Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := fast
+	opts.ConnectTimeout = time.Second
+	s := newSet(t, c, opts)
+	mustExec(t, s, "CREATE TABLE acked (id int primary key)")
+	mustExec(t, s, "INSERT INTO acked VALUES (1)")
+	sh := c.Shards()[0]
+	eventually(t, 2*time.Second, "replica caught up", func() bool { return replicaStats(s, sh.Replicas[0].Port()).LagBytes == 0 })
+
+	if err := sh.Primary.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Writes fail fast, within the caller's deadline.
+	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	start := time.Now()
+	_, err = s.Exec(wctx, "INSERT INTO acked VALUES (2)")
+	cancel()
+	if !errors.Is(err, replica.ErrNoPrimary) {
+		t.Fatalf("write with the primary stopped: %v, want ErrNoPrimary", err)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("write failed after %v, past its deadline", took)
+	}
+	if want := "shard test"; !contains(err.Error(), want) {
+		t.Errorf("error %q does not name the shard", err)
+	}
+	// Reads keep being served by the caught-up replica.
+	eventually(t, time.Second, "primary seen down", func() bool { return s.Stats().PrimaryDown })
+	for range 20 {
+		p, err := readPort(t, s, replica.ReadOptions{})
+		if err != nil {
+			t.Fatalf("read with the primary down: %v", err)
+		}
+		if p != sh.Replicas[0].Port() {
+			t.Fatalf("read served by port %d, want the replica", p)
+		}
+	}
+	if n := replicaStats(s, sh.Replicas[0].Port()); !n.PrimaryDown || !n.Eligible {
+		t.Errorf("replica stats with primary down: eligible %v, PrimaryDown %v", n.Eligible, n.PrimaryDown)
+	}
+
+	if err := sh.Replicas[0].Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Now()
+	eventually(t, 2*time.Second, "write on the promoted replica", func() bool {
+		_, err := s.Exec(ctx, "INSERT INTO acked VALUES (2) ON CONFLICT DO NOTHING")
+		return err == nil
+	})
+	if took, limit := time.Since(promoted), 2*opts.CheckInterval+50*time.Millisecond; took > limit {
+		t.Errorf("writes resumed %v after the promotion, want within 2 x CheckInterval", took)
+	}
+	var n int
+	if err := s.ReadRow(ctx, replica.ReadOptions{Primary: true}, "SELECT count(*) FROM acked").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after failover: %d acknowledged rows, %v; want 2", n, err)
+	}
+
+	// The old primary comes back, still a primary: two primaries, no writes.
+	if err := sh.Primary.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "split brain detected", func() bool { return s.Stats().SplitBrain })
+	if _, err := s.Exec(ctx, "INSERT INTO acked VALUES (3)"); !errors.Is(err, replica.ErrSplitBrain) {
+		t.Fatalf("write with two primaries: %v, want ErrSplitBrain", err)
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)) }

@@ -1,0 +1,83 @@
+package replica_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pgshard/pgshard/internal/pgcluster"
+	"github.com/pgshard/pgshard/replica"
+)
+
+// cluster is one shard with two streaming replicas, shared by the tests
+// that do not change its topology. Tests that pause or stop a node put it
+// back before they end.
+var cluster *pgcluster.Cluster
+
+func TestMain(m *testing.M) {
+	os.Exit(pgcluster.RunMain(m, pgcluster.Options{Shards: 1, Replicas: 2}, &cluster))
+}
+
+// fast are options that make the tests quick: a short interval and bounds
+// small enough to cross with a few writes.
+var fast = replica.Options{
+	CheckInterval: 50 * time.Millisecond,
+	MaxLag:        300 * time.Millisecond,
+	MaxLagBytes:   256 << 10,
+}
+
+func newSet(t testing.TB, c *pgcluster.Cluster, opts replica.Options) *replica.Set {
+	t.Helper()
+	sh := c.Shards()[0]
+	var reps []string
+	for _, r := range sh.Replicas {
+		reps = append(reps, r.DSN())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := replica.New(ctx, replica.Config{Name: "test", Primary: sh.Primary.DSN(), Replicas: reps, Options: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// port asks which server answered.
+func readPort(t testing.TB, s *replica.Set, o replica.ReadOptions) (int, error) {
+	t.Helper()
+	var port int
+	err := s.ReadRow(context.Background(), o, "SELECT inet_server_port()").Scan(&port)
+	return port, err
+}
+
+func ports(nodes ...*pgcluster.Node) map[int]string {
+	m := map[int]string{}
+	for _, n := range nodes {
+		m[n.Port()] = n.Name()
+	}
+	return m
+}
+
+func mustExec(t testing.TB, s *replica.Set, sql string, args ...any) {
+	t.Helper()
+	if _, err := s.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
