@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 	if took := time.Since(start); took > 1500*time.Millisecond {
 		t.Errorf("write failed after %v, past its deadline", took)
 	}
-	if want := "shard test"; !contains(err.Error(), want) {
+	if want := "shard test"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not name the shard", err)
 	}
 	// Reads keep being served by the caught-up replica.
@@ -84,5 +85,3 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 		t.Fatalf("write with two primaries: %v, want ErrSplitBrain", err)
 	}
 }
-
-func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)) }

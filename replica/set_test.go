@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,21 +65,13 @@ func TestIdleReplicasStayEligible(t *testing.T) {
 // replicaStats returns the stats of the replica on the given port.
 func replicaStats(s *replica.Set, port int) replica.NodeStats {
 	for _, n := range s.Stats().Nodes {
-		if strings.Contains(n.Addr, ":"+itoa(port)+"/") {
+		if strings.Contains(n.Addr, ":"+strconv.Itoa(port)+"/") {
 			return n
 		}
 	}
 	return replica.NodeStats{}
 }
 
-func itoa(n int) string {
-	b := []byte{}
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
 
 func TestPausedReplicaLeavesRotationByBytes(t *testing.T) {
 	ctx := context.Background()
