@@ -72,7 +72,6 @@ func replicaStats(s *replica.Set, port int) replica.NodeStats {
 	return replica.NodeStats{}
 }
 
-
 func TestPausedReplicaLeavesRotationByBytes(t *testing.T) {
 	ctx := context.Background()
 	s := newSet(t, cluster, fast)
