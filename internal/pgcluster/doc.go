@@ -1,0 +1,35 @@
+// Package pgcluster starts real PostgreSQL topologies on this machine, N shards of one
+// primary and M streaming replicas each, for pgshard's tests, benchmarks and dev server.
+//
+// A test package shares one cluster through TestMain:
+//
+//	var cluster *pgcluster.Cluster
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(pgcluster.RunMain(m, pgcluster.Options{Shards: 2, Replicas: 1}, &cluster))
+//	}
+//
+// and a test connects with cluster.Shards()[0].Primary.DSN(). A test that changes the
+// topology (Promote) starts a small cluster of its own with Start and closes it.
+//
+// Every node listens on 127.0.0.1 on a free port, has the database and the password
+// login role that Options names, and a superuser postgres with the same password
+// (Node.SuperDSN). Fault injection for tests is on Node: Stop, Start, Kill, Promote,
+// PauseReplay, ResumeReplay, SetSetting.
+//
+// # Backends
+//
+// The local backend runs the server binaries of this machine (initdb, postgres,
+// pg_basebackup; the highest version that is at least 15), as the system user postgres
+// when the process runs as root. initdb runs once per version and role: its result is
+// cached under os.TempDir() and copied for each primary; replicas are cloned with
+// pg_basebackup. Each postmaster is a child of the test process and receives SIGQUIT from
+// the kernel if that process dies, so that no server outlives a test binary that
+// crashed or was killed; the folders such a binary leaves are removed by the next Start.
+//
+// The docker backend runs the image postgres:15 (ory/dockertest), one container per node.
+//
+// The environment variable PGSHARD_PG_BACKEND chooses: auto (the default: docker if a
+// Docker engine answers within a second, else local), local or docker. Options.Backend,
+// when set, wins.
+package pgcluster

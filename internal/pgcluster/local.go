@@ -1,0 +1,236 @@
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// localBackend runs the PostgreSQL server binaries of this machine, one postmaster per
+// node, each a child of this process. It is safe for concurrent use.
+type localBackend struct {
+	opts     Options
+	ports    *portPicker
+	bin      binaries
+	owner    *owner
+	base     string // holds every node's data folder and log, and the socket folder
+	keep     bool   // base is the caller's DataDir: close leaves it
+	template string
+	spawner  *spawner
+}
+
+func newLocal(ctx context.Context, o Options, ports *portPicker) (*localBackend, error) {
+	bin, err := findBinaries(ctx, o.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	own, err := serverOwner()
+	if err != nil {
+		return nil, err
+	}
+	b := &localBackend{opts: o, ports: ports, bin: bin, owner: own, spawner: newSpawner()}
+	if err := b.makeBase(); err != nil {
+		_ = b.close(ctx)
+		return nil, err
+	}
+	if b.template, err = b.ensureTemplate(ctx); err != nil {
+		_ = b.close(ctx)
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *localBackend) describe() string { return "local PostgreSQL " + b.bin.version }
+
+func (b *localBackend) makeBase() error {
+	if dir := b.opts.DataDir; dir != "" {
+		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+			return fmt.Errorf("pgcluster: Options.DataDir %s is not empty", dir)
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return err
+		}
+		b.base, b.keep = abs, true
+	} else {
+		parent := runParent()
+		sweepStale(parent)
+		dir, err := os.MkdirTemp(parent, fmt.Sprintf("pgshard-run-%d-", os.Getpid()))
+		if err != nil {
+			return err
+		}
+		b.base = dir
+	}
+	if err := b.owner.chown(b.base); err != nil {
+		return err
+	}
+	if err := os.Mkdir(b.sockets(), 0o700); err != nil {
+		return err
+	}
+	return b.owner.chown(b.sockets())
+}
+
+func (b *localBackend) sockets() string { return filepath.Join(b.base, "sock") }
+
+func (b *localBackend) startPrimary(ctx context.Context, name string) (server, error) {
+	dir := filepath.Join(b.base, name)
+	if err := copyTree(b.template, dir, b.owner); err != nil {
+		return nil, &NodeError{Node: name, Op: "copy the template for", Err: err}
+	}
+	return b.launch(ctx, name, dir)
+}
+
+func (b *localBackend) startReplica(ctx context.Context, name, slot string, primary server) (server, error) {
+	dir := filepath.Join(b.base, name)
+	// -R writes primary_conninfo and standby.signal; -C -S makes a slot, so that the
+	// primary keeps the WAL that a stopped or paused replica has not received yet.
+	cmd := b.tool(ctx, "pg_basebackup", "-D", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port()),
+		"-U", superuser, "-R", "-X", "stream", "-c", "fast", "-C", "-S", slot, "--no-sync")
+	cmd.Env = append(cmd.Env, "PGPASSWORD="+b.opts.Password)
+	if _, err := b.run(cmd); err != nil {
+		return nil, &NodeError{Node: name, Op: "clone", Err: err}
+	}
+	return b.launch(ctx, name, dir)
+}
+
+// launch starts a node from its data folder on a new port, and tries again on another
+// port if someone else took that one meanwhile.
+func (b *localBackend) launch(ctx context.Context, name, dir string) (server, error) {
+	s := &localServer{b: b, name: name, dir: dir, log: dir + ".log"}
+	for try := 1; ; try++ {
+		port, err := b.ports.pick()
+		if err != nil {
+			return nil, err
+		}
+		s.portN = port // s is not shared yet
+		if err := b.writeConf(dir, name, port); err != nil {
+			return nil, &NodeError{Node: name, Op: "configure", Err: err}
+		}
+		err = s.start(ctx)
+		if err == nil {
+			return s, nil
+		}
+		tail := s.logTail(ctx, 20)
+		if try < 3 && strings.Contains(tail, "Address already in use") {
+			continue
+		}
+		return nil, &NodeError{Node: name, Op: "start", Log: tail, Err: err}
+	}
+}
+
+func (b *localBackend) writeConf(dir, name string, port int) error {
+	sock := b.sockets()
+	if len(sock)+len("/.s.PGSQL.65535") > 107 { // the limit of a socket's path
+		sock = ""
+	}
+	settings := append([]setting{
+		{"listen_addresses", "127.0.0.1"},
+		{"port", strconv.Itoa(port)},
+		{"unix_socket_directories", sock},
+		{"cluster_name", name},
+	}, clusterSettings(b.opts)...)
+	return b.writeOwned(filepath.Join(dir, confFile), renderConf(settings))
+}
+
+func (b *localBackend) writeOwned(path string, data []byte) error {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	return b.owner.chown(path)
+}
+
+// close runs after every server has stopped.
+func (b *localBackend) close(context.Context) error {
+	b.spawner.close()
+	if b.keep || b.base == "" {
+		return nil
+	}
+	return os.RemoveAll(b.base)
+}
+
+// owner is the system user that runs the servers when this process is root, which
+// PostgreSQL refuses to run as. A nil *owner means this process's own user.
+type owner struct{ uid, gid int }
+
+func serverOwner() (*owner, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: as root, a system user postgres must run the servers "+
+			"(the postgresql package creates it): %w", err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("pgcluster: user postgres: %w", err)
+	}
+	return &owner{uid: uid, gid: gid}, nil
+}
+
+func (o *owner) chown(path string) error {
+	if o == nil {
+		return nil
+	}
+	return os.Lchown(path, o.uid, o.gid)
+}
+
+func (o *owner) credential() *syscall.Credential {
+	if o == nil {
+		return nil
+	}
+	return &syscall.Credential{Uid: uint32(o.uid), Gid: uint32(o.gid)}
+}
+
+func (o *owner) id() int {
+	if o == nil {
+		return os.Getuid()
+	}
+	return o.uid
+}
+
+// sweepStale removes the run folders of processes that died without closing their
+// cluster (a test binary killed by its timeout, say). Their servers died with them.
+func sweepStale(tmp string) {
+	entries, _ := os.ReadDir(tmp)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "pgshard-run-")
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		dir := filepath.Join(tmp, e.Name())
+		if err != nil || pid == os.Getpid() || alive(pid) || hasLivePostmaster(dir) {
+			continue
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func hasLivePostmaster(dir string) bool {
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "postmaster.pid"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		first, _, _ := strings.Cut(string(b), "\n")
+		if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && alive(pid) {
+			return true
+		}
+	}
+	return false
+}
