@@ -22,6 +22,11 @@ func (s *Set) run(ctx context.Context) {
 	defer close(s.done)
 	defer func() {
 		for _, n := range s.nodes {
+			if n.dialing != nil {
+				if c := <-n.dialing; c != nil {
+					n.conn = c
+				}
+			}
 			if n.conn != nil {
 				closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 				n.conn.Close(closeCtx)
@@ -36,7 +41,7 @@ func (s *Set) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.checkAll(ctx)
+			s.checkAll(ctx, false)
 		}
 	}
 }
@@ -53,14 +58,14 @@ type probe struct {
 
 // checkAll checks every node at once, then derives roles and lag from the
 // answers taken together, so that byte lag compares positions of one tick.
-func (s *Set) checkAll(ctx context.Context) {
+func (s *Set) checkAll(ctx context.Context, first bool) {
 	probes := make([]probe, len(s.nodes))
 	var wg sync.WaitGroup
 	for i, n := range s.nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			probes[i] = s.checkNode(ctx, n)
+			probes[i] = s.checkNode(ctx, n, first)
 		}()
 	}
 	wg.Wait()
@@ -70,16 +75,28 @@ func (s *Set) checkAll(ctx context.Context) {
 	s.apply(probes)
 }
 
-func (s *Set) checkNode(ctx context.Context, n *node) probe {
+func (s *Set) checkNode(ctx context.Context, n *node, first bool) probe {
+	if n.conn != nil && n.conn.IsClosed() {
+		n.conn = nil
+	}
+	if n.conn == nil {
+		if first {
+			// New waits for the first check, within ConnectTimeout.
+			cctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+			c, err := pgx.ConnectConfig(cctx, n.check)
+			cancel()
+			if err != nil {
+				return probe{err: cleanError(err), at: s.now()}
+			}
+			n.conn = c
+		} else if c, err := s.dial(ctx, n); c == nil {
+			return probe{err: err, at: s.now()}
+		} else {
+			n.conn = c
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
 	defer cancel()
-	if n.conn == nil || n.conn.IsClosed() {
-		c, err := pgx.ConnectConfig(ctx, n.check)
-		if err != nil {
-			return probe{err: cleanError(err), at: s.now()}
-		}
-		n.conn = c
-	}
 	var p probe
 	var lsn *string
 	err := n.conn.QueryRow(ctx, checkSQL).Scan(&p.inRecov, &lsn, &p.streaming)
@@ -101,6 +118,39 @@ func (s *Set) checkNode(ctx context.Context, n *node) probe {
 	}
 	p.ok = true
 	return p
+}
+
+// dial connects the checker to a node in the background, so that a node
+// slow to accept connections does not hold up the checks of the others.
+// It returns the connection once it is ready, or why there is none yet.
+func (s *Set) dial(ctx context.Context, n *node) (*pgx.Conn, string) {
+	if n.dialing == nil {
+		n.dialing = make(chan *pgx.Conn, 1)
+		n.dialErr = ""
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+			defer cancel()
+			c, err := pgx.ConnectConfig(cctx, n.check)
+			if err != nil {
+				n.dialErrMu.Lock()
+				n.dialErr = cleanError(err)
+				n.dialErrMu.Unlock()
+			}
+			n.dialing <- c
+		}()
+	}
+	select {
+	case c := <-n.dialing:
+		n.dialing = nil
+		if c != nil {
+			return c, ""
+		}
+		n.dialErrMu.Lock()
+		defer n.dialErrMu.Unlock()
+		return nil, n.dialErr
+	default:
+		return nil, "connecting"
+	}
 }
 
 // apply publishes a tick's probes: the primary, each replica's lag and its

@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 // small enough to cross with a few writes.
 var fast = replica.Options{
 	CheckInterval: 50 * time.Millisecond,
+	CheckTimeout:  500 * time.Millisecond, // the race detector and a shared machine slow checks down
 	MaxLag:        300 * time.Millisecond,
 	MaxLagBytes:   256 << 10,
 }

@@ -80,7 +80,12 @@ type node struct {
 	fallbacks   atomic.Uint64
 	failures    atomic.Uint64
 
-	conn *pgx.Conn // the checker's own connection; touched only by the checker
+	// The checker's own connection, and its background dial; touched only
+	// by the checker goroutine (dialErr also by the dialling goroutine).
+	conn      *pgx.Conn
+	dialing   chan *pgx.Conn
+	dialErrMu sync.Mutex
+	dialErr   string
 }
 
 func (n *node) status() *status { return n.st.Load() }

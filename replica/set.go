@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		s.nodes = append(s.nodes, n)
 	}
 
-	s.checkAll(ctx)
+	s.checkAll(ctx, true)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	go s.run(bg)

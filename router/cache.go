@@ -1,0 +1,162 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/replica"
+)
+
+// Cache is a read-through cache of values of type T, bound to a router so
+// that Invalidate reaches it in every process. It is safe for concurrent
+// use; the router closes it on Close.
+//
+// Coherence: a value is dropped when a transaction that called Invalidate
+// for its key commits, at once in the writing process and when the
+// notification arrives elsewhere. A load after an invalidation reads only
+// from a node that has replayed the invalidating commit, so a lagging
+// replica cannot bring the old value back. While a shard's listener is
+// down, reads of that shard bypass the cache. Under a session, a cached
+// value older than the session's own writes is not served.
+type Cache[T any] struct {
+	r    *Router
+	name string
+	c    *cache.Cache[string, cached[T]]
+}
+
+// cached is a value with the WAL position its load saw.
+type cached[T any] struct {
+	v   T
+	lsn replica.LSN
+}
+
+// NewCache makes a cache for values of type T. name labels its statistics.
+// Options with a zero Capacity take the router's Config.Cache; a zero
+// Capacity there too makes a cache that never stores, so every Get loads.
+func NewCache[T any](r *Router, name string, opts cache.Options) *Cache[T] {
+	if opts.Capacity == 0 {
+		opts = r.cfg.Cache
+	}
+	c := &Cache[T]{r: r, name: name}
+	if opts.Capacity > 0 {
+		c.c = cache.New[string, cached[T]](opts)
+	}
+	r.register(c)
+	return c
+}
+
+// Get returns the value for key from the cache, or loads it with load and
+// caches it. Reads of t inside load go to a node that has replayed every
+// invalidation of this shard seen so far. A load returning an error that
+// wraps cache.ErrNotFound is remembered for cache.Options.NegativeTTL.
+func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	if c.r.closed.Load() {
+		return zero, ErrClosed
+	}
+	if c.c == nil || !t.s.listening.Load() {
+		// Not caching, or blind to invalidations: read through.
+		v, _, err := c.load(ctx, load)
+		return v, err
+	}
+	sess := SessionFrom(ctx)
+	e, hit, err := c.c.Lookup(ctx, key, func(ctx context.Context) (cached[T], error) {
+		v, lsn, err := c.load(ctx, load)
+		return cached[T]{v: v, lsn: lsn}, err
+	})
+	need := replica.LSN(0)
+	if sess != nil {
+		need = sess.LSN(t.s.name)
+	}
+	if hit && need > 0 && e.lsn < need && (err == nil || errors.Is(err, cache.ErrNotFound)) {
+		// Cached before this session's own write reached this process's
+		// cache (the invalidation is on its way): read past it instead.
+		c.c.Delete(key)
+		v, _, err := c.load(ctx, load)
+		return v, err
+	}
+	if err != nil {
+		return zero, err
+	}
+	if sess != nil {
+		sess.observe(t.s.name, e.lsn) // monotonic reads: later reads see at least this
+	}
+	if hit {
+		if info := readInfoFrom(ctx); info != nil {
+			info.setCache(t.s.name)
+		}
+	}
+	return e.v, nil
+}
+
+// load runs the user's loader with a context that raises reads to the
+// shard's invalidation floor and records the newest position they saw.
+func (c *Cache[T]) load(ctx context.Context, load func(context.Context) (T, error)) (T, replica.LSN, error) {
+	rec := &loadRecord{}
+	v, err := load(context.WithValue(ctx, loadKey, rec))
+	return v, rec.get(), err
+}
+
+// Delete drops key from this process's cache only; use Invalidate inside a
+// write transaction to reach every process.
+func (c *Cache[T]) Delete(key string) {
+	if c.c != nil {
+		c.c.Delete(key)
+	}
+}
+
+// Stats returns the cache's figures.
+func (c *Cache[T]) Stats() cache.Stats {
+	if c.c == nil {
+		return cache.Stats{}
+	}
+	return c.c.Stats()
+}
+
+func (c *Cache[T]) drop(keys []string) {
+	if c.c == nil {
+		return
+	}
+	for _, k := range keys {
+		c.c.Delete(k)
+	}
+}
+
+func (c *Cache[T]) purge() {
+	if c.c != nil {
+		c.c.Purge()
+	}
+}
+
+func (c *Cache[T]) stats() (string, cache.Stats) { return c.name, c.Stats() }
+
+func (c *Cache[T]) close() {
+	if c.c != nil {
+		c.c.Close()
+	}
+}
+
+// loadRecord collects the positions seen by the reads of one load.
+type loadRecord struct {
+	mu  sync.Mutex
+	lsn replica.LSN
+}
+
+func (l *loadRecord) observe(lsn replica.LSN) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lsn = max(l.lsn, lsn)
+}
+
+func (l *loadRecord) get() replica.LSN {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lsn
+}
+
+func loadFrom(ctx context.Context) *loadRecord {
+	l, _ := ctx.Value(loadKey).(*loadRecord)
+	return l
+}

@@ -1,0 +1,102 @@
+package router
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/replica"
+	"github.com/pgshard/pgshard/shard"
+)
+
+// Config describes the shards and how to use them. Only Shards is required.
+type Config struct {
+	// Shards lists every shard; their ranges must cover the keyspace with
+	// no gap and no overlap.
+	Shards []ShardConfig
+	// Replica tunes every shard's replica set: check interval, lag
+	// bounds, fallback policy. The zero value takes replica's defaults.
+	Replica replica.Options
+	// Cache holds the defaults of caches made with NewCache. Zero Capacity
+	// means no caching unless NewCache is given its own options.
+	Cache cache.Options
+	// Channel is the LISTEN/NOTIFY channel that carries cache
+	// invalidations between processes. Default "pgshard_invalidate".
+	// Processes that share shards and caches must use the same channel.
+	Channel string
+	// Logger receives shard events (role changes, ejections, listener
+	// reconnects). Nil is silent.
+	Logger *slog.Logger
+}
+
+// ShardConfig is one shard: its key range and its servers.
+type ShardConfig struct {
+	// Name identifies the shard in errors, stats and session tokens.
+	// Default: the range's text, such as "-80".
+	Name string
+	// Range is the shard's key range, such as "-80" or "40-80".
+	Range string
+	// Primary is the DSN (libpq key=value or URL) of the shard's primary.
+	Primary string
+	// Replicas are the DSNs of its streaming replicas; may be empty.
+	Replicas []string
+}
+
+const defaultChannel = "pgshard_invalidate"
+
+// validate checks the shard list and builds the shard map.
+func (c Config) validate() (*shard.Map, []string, error) {
+	if len(c.Shards) == 0 {
+		return nil, nil, fmt.Errorf("%w: no shards", ErrInvalidConfig)
+	}
+	assign := make(map[string]shard.Range, len(c.Shards))
+	names := make([]string, len(c.Shards))
+	for i, sc := range c.Shards {
+		r, err := shard.ParseRange(sc.Range)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: Shards[%d] (%q): Range: %w", ErrInvalidConfig, i, sc.Name, err)
+		}
+		name := sc.Name
+		if name == "" {
+			name = r.String()
+		}
+		if _, dup := assign[name]; dup {
+			return nil, nil, fmt.Errorf("%w: Shards[%d]: name %q is used twice", ErrInvalidConfig, i, name)
+		}
+		if sc.Primary == "" {
+			return nil, nil, fmt.Errorf("%w: shard %q: Primary is empty", ErrInvalidConfig, name)
+		}
+		assign[name] = r
+		names[i] = name
+	}
+	m, err := shard.NewMap(assign)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if !validChannel(c.channel()) {
+		return nil, nil, fmt.Errorf("%w: Channel %q: want 1 to 63 letters, digits or underscores", ErrInvalidConfig, c.Channel)
+	}
+	return m, names, nil
+}
+
+func (c Config) channel() string {
+	if c.Channel == "" {
+		return defaultChannel
+	}
+	return c.Channel
+}
+
+// validChannel keeps the channel a plain identifier: LISTEN quotes it, so
+// case is kept, and pg_notify sees the same name.
+func validChannel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

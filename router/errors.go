@@ -1,0 +1,70 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrInvalidConfig is wrapped by every configuration error of Open.
+	ErrInvalidConfig = errors.New("router: invalid config")
+	// ErrInvalidToken is wrapped by every error of ParseSession.
+	ErrInvalidToken = errors.New("router: invalid session token")
+	// ErrClosed is returned by calls on a closed Router.
+	ErrClosed = errors.New("router: closed")
+	// ErrNotRouterTx is returned by Invalidate when given a transaction
+	// that did not come from Target.Tx.
+	ErrNotRouterTx = errors.New("router: Invalidate needs the transaction passed to a Target.Tx function")
+)
+
+// ShardError is one shard's failure in a call that ran on several.
+type ShardError struct {
+	Shard string
+	Err   error
+}
+
+func (e *ShardError) Error() string { return "shard " + e.Shard + ": " + e.Err.Error() }
+func (e *ShardError) Unwrap() error { return e.Err }
+
+// MultiError collects the failures of a call on every shard (ExecAll,
+// Gather), one per failed shard, in shard order.
+type MultiError struct {
+	Errs []*ShardError
+}
+
+func (e *MultiError) Error() string {
+	parts := make([]string, len(e.Errs))
+	for i, se := range e.Errs {
+		parts[i] = se.Error()
+	}
+	return fmt.Sprintf("router: %d of the shards failed: %s", len(e.Errs), strings.Join(parts, "; "))
+}
+
+// Unwrap lets errors.Is and errors.As see every shard's error.
+func (e *MultiError) Unwrap() []error {
+	errs := make([]error, len(e.Errs))
+	for i, se := range e.Errs {
+		errs[i] = se
+	}
+	return errs
+}
+
+// Shards names the shards that failed.
+func (e *MultiError) Shards() []string {
+	names := make([]string, len(e.Errs))
+	for i, se := range e.Errs {
+		names[i] = se.Shard
+	}
+	return names
+}
+
+// PartialError is returned by Gather with Partial set when some shards
+// failed: the results hold the other shards' rows.
+type PartialError struct {
+	MultiError
+}
+
+func (e *PartialError) Error() string {
+	return "router: partial results: " + e.MultiError.Error()
+}

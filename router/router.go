@@ -1,0 +1,167 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pgshard/pgshard/replica"
+	"github.com/pgshard/pgshard/shard"
+)
+
+// Router sends each key's statements to the shard that owns it. It is safe
+// for concurrent use. Close stops its background work and closes every
+// pool.
+type Router struct {
+	m       *shard.Map
+	shards  []*shardState // in keyspace order, as m.Shards()
+	cfg     Config
+	log     *slog.Logger
+	channel string
+
+	mu     sync.Mutex
+	caches []invalidator // every cache made with NewCache
+
+	closed    atomic.Bool
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// shardState is one shard: its replica set and its cache listener.
+type shardState struct {
+	name string
+	rng  shard.Range
+	set  *replica.Set
+	dsns []string // primary first, as replica.Set numbers its nodes
+
+	listening     atomic.Bool   // the LISTEN connection is up: cached reads may use the cache
+	floor         atomic.Uint64 // cache loads read at or past this LSN (the last invalidation's commit)
+	invalidations atomic.Uint64 // keys dropped on notifications
+	reconnects    atomic.Uint64 // listener (re)connections
+}
+
+// Open validates cfg, connects to every shard and starts the checkers and
+// cache listeners. It fails if the configuration is invalid, or if no
+// shard's primary can be reached within ctx; a single shard that is down
+// is logged, reported by Stats, and checked again in the background.
+func Open(ctx context.Context, cfg Config) (*Router, error) {
+	m, names, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Router{m: m, cfg: cfg, log: log, channel: cfg.channel()}
+	byName := make(map[string]ShardConfig, len(names))
+	for i, name := range names {
+		byName[name] = cfg.Shards[i]
+	}
+	r.shards = make([]*shardState, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range m.Shards() {
+		sc := byName[name]
+		rng, _ := m.Range(name)
+		ro := cfg.Replica
+		ro.Logger = log
+		st := &shardState{name: name, rng: rng, dsns: append([]string{sc.Primary}, sc.Replicas...)}
+		r.shards[i] = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.set, errs[i] = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Options: ro})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		r.closeSets()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	up := 0
+	for _, st := range r.shards {
+		if st.set.PrimaryIndex() >= 0 {
+			up++
+		} else {
+			log.Warn("shard has no reachable primary at open", "shard", st.name)
+		}
+	}
+	if up == 0 {
+		r.closeSets()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("router: no shard primary reachable: %w", ctx.Err())
+		}
+		return nil, errors.New("router: no shard primary reachable")
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	for _, st := range r.shards {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.listen(bg, st)
+		}()
+	}
+	return r, nil
+}
+
+// Close stops the listeners and checkers and closes every pool. It is
+// idempotent; calls after Close fail with ErrClosed.
+func (r *Router) Close() {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		if r.cancel != nil {
+			r.cancel()
+		}
+		r.wg.Wait()
+		for _, c := range r.cachesNow() {
+			c.close()
+		}
+		r.closeSets()
+	})
+}
+
+func (r *Router) closeSets() {
+	for _, st := range r.shards {
+		if st != nil && st.set != nil {
+			st.set.Close()
+		}
+	}
+}
+
+// User returns the target for a user ID: Key(shard.HashInt64(userID)).
+func (r *Router) User(userID int64) Target {
+	return r.Key(shard.HashInt64(userID))
+}
+
+// Key returns the target for a keyspace ID.
+func (r *Router) Key(id shard.ID) Target {
+	return Target{r: r, s: r.shards[r.m.Index(id)]}
+}
+
+// Shard returns the target for a shard by name, and whether it exists.
+func (r *Router) Shard(name string) (Target, bool) {
+	for _, st := range r.shards {
+		if st.name == name {
+			return Target{r: r, s: st}, true
+		}
+	}
+	return Target{}, false
+}
+
+// Shards returns every shard's target, in keyspace order.
+func (r *Router) Shards() []Target {
+	ts := make([]Target, len(r.shards))
+	for i, st := range r.shards {
+		ts[i] = Target{r: r, s: st}
+	}
+	return ts
+}
+
+// Map returns the shard map.
+func (r *Router) Map() *shard.Map { return r.m }
