@@ -95,97 +95,71 @@ func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	}
 }
 
-// ExecLSN runs an autocommit statement on the primary and returns the WAL
-// position after its commit, for read-your-writes. The statement and the
-// position query go in one round trip as two pipelined implicit
-// transactions, so the position is read after the commit, never before.
-// Arguments are sent as text, as pgx's QueryExecModeExec does.
+// ExecLSN runs a statement on the primary in a transaction of its own and
+// returns the WAL position after its commit, for read-your-writes. BEGIN,
+// the statement, COMMIT and the position query go in one pipelined round
+// trip, so the position is read after the commit, never before, and the
+// statement uses pgx's statement cache like Exec. A statement that cannot
+// run inside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY) fails
+// here: run it with Exec.
 func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, LSN, error) {
 	t, err := s.writeConn(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, 0, err
 	}
 	defer t.release()
-	conn := t.conn.Conn()
-	var eqb pgx.ExtendedQueryBuilder
-	if err := eqb.Build(conn.TypeMap(), nil, args); err != nil {
-		return pgconn.CommandTag{}, 0, setError(s.name, err)
-	}
-	pl := conn.PgConn().StartPipeline(ctx)
-	pl.SendQueryParams(sql, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
-	pl.SendPipelineSync()
-	pl.SendQueryParams(lsnSQL, nil, nil, nil, nil)
-	pl.SendPipelineSync()
-	if err := pl.Flush(); err != nil {
-		pl.Close()
-		return pgconn.CommandTag{}, 0, s.writeFailed(ctx, t.n, err)
-	}
-	tag, lsn, err := readExecLSN(pl)
-	if err == nil || errors.Is(err, ErrCommitLSN) {
-		t.n.writes.Add(1)
-	}
-	if cerr := pl.Close(); err == nil && cerr != nil {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	b.Queue("COMMIT")
+	b.Queue(lsnSQL)
+	br := t.conn.SendBatch(ctx, b)
+	tag, lsn, err := readExecLSN(br)
+	cerr := br.Close()
+	if err == nil {
 		err = cerr
 	}
-	if err != nil && !errors.Is(err, ErrCommitLSN) {
-		return tag, lsn, s.writeFailed(ctx, t.n, err)
+	if tx := t.conn.Conn().PgConn().TxStatus(); tx != 'I' && !t.conn.Conn().IsClosed() {
+		// The statement failed inside the transaction: end it here rather
+		// than hand the pool a connection in a failed transaction.
+		_, _ = t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 	}
+	switch {
+	case err == nil:
+		t.n.writes.Add(1)
+		return tag, lsn, nil
+	case errors.Is(err, ErrCommitLSN):
+		t.n.writes.Add(1)
+		return tag, 0, setError(s.name, err)
+	}
+	return tag, 0, s.writeFailed(ctx, t.n, err)
+}
+
+// readExecLSN reads the results of ExecLSN's batch.
+func readExecLSN(br pgx.BatchResults) (pgconn.CommandTag, LSN, error) {
+	if _, err := br.Exec(); err != nil {
+		return pgconn.CommandTag{}, 0, err
+	}
+	tag, err := br.Exec()
 	if err != nil {
-		return tag, lsn, setError(s.name, err)
+		return tag, 0, err
+	}
+	commit, err := br.Exec()
+	if err != nil {
+		return tag, 0, err
+	}
+	if commit.String() != "COMMIT" {
+		return tag, 0, pgx.ErrTxCommitRollback
+	}
+	var text string
+	if err := br.QueryRow().Scan(&text); err != nil {
+		return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
+	}
+	lsn, err := ParseLSN(text)
+	if err != nil {
+		return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
 	}
 	return tag, lsn, nil
-}
-
-// readExecLSN reads the two results and two syncs of ExecLSN's pipeline.
-func readExecLSN(pl *pgconn.Pipeline) (pgconn.CommandTag, LSN, error) {
-	var tag pgconn.CommandTag
-	var lsn LSN
-	committed := false
-	for step := 0; step < 4; step++ {
-		res, err := pl.GetResults()
-		if err != nil {
-			if committed {
-				return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
-			}
-			return tag, 0, err
-		}
-		switch v := res.(type) {
-		case *pgconn.ResultReader:
-			if step == 0 {
-				tag, err = v.Close()
-				if err != nil {
-					// The first transaction failed; drain the rest.
-					return tag, 0, drainAfter(pl, step, err)
-				}
-				continue
-			}
-			r := v.Read()
-			if r.Err != nil || len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
-				return tag, 0, fmt.Errorf("%w: %v", ErrCommitLSN, r.Err)
-			}
-			if lsn, err = ParseLSN(string(r.Rows[0][0])); err != nil {
-				return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
-			}
-		case *pgconn.PipelineSync:
-			committed = true
-		}
-	}
-	return tag, lsn, nil
-}
-
-// drainAfter reads the pipeline's remaining results after a failed first
-// statement, so the connection goes back to the pool clean.
-func drainAfter(pl *pgconn.Pipeline, step int, cause error) error {
-	for ; step < 3; step++ {
-		res, err := pl.GetResults()
-		if err != nil {
-			return cause
-		}
-		if rr, ok := res.(*pgconn.ResultReader); ok {
-			rr.Close()
-		}
-	}
-	return cause
 }
 
 // Tx runs fn in a transaction on the primary: it commits when fn returns

@@ -62,6 +62,16 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 		return v, err
 	}
 	sess := SessionFrom(ctx)
+	if sess == nil {
+		// The common hit: no session to check the entry against, and no
+		// loader closure to allocate.
+		if e, ok := c.c.Get(key); ok {
+			if info := readInfoFrom(ctx); info != nil {
+				info.setCache(t.s.name)
+			}
+			return e.v, nil
+		}
+	}
 	e, hit, err := c.c.Lookup(ctx, key, func(ctx context.Context) (cached[T], error) {
 		v, lsn, err := c.load(ctx, load)
 		return cached[T]{v: v, lsn: lsn}, err

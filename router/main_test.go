@@ -25,13 +25,15 @@ var fast = replica.Options{CheckInterval: 50 * time.Millisecond, CheckTimeout: 5
 
 // config describes the cluster's shards with equal ranges, in order.
 func config(t testing.TB, c *pgcluster.Cluster) router.Config {
-	t.Helper()
+	if t != nil {
+		t.Helper()
+	}
 	shards := c.Shards()
 	ranges := []shard.Range{{}}
 	if len(shards) > 1 {
 		var err error
 		if ranges, err = (shard.Range{}).Split(len(shards)); err != nil {
-			t.Fatal(err)
+			panic(err)
 		}
 	}
 	cfg := router.Config{Replica: fast}
