@@ -22,10 +22,11 @@ func TestMain(m *testing.M) {
 // fast are options that make the tests quick: a short interval and bounds
 // small enough to cross with a few writes.
 var fast = replica.Options{
-	CheckInterval: 50 * time.Millisecond,
-	CheckTimeout:  500 * time.Millisecond, // the race detector and a shared machine slow checks down
-	MaxLag:        300 * time.Millisecond,
-	MaxLagBytes:   256 << 10,
+	CheckInterval:  50 * time.Millisecond,
+	CheckTimeout:   500 * time.Millisecond, // the race detector and a shared machine slow checks down
+	ConnectTimeout: 10 * time.Second,
+	MaxLag:         300 * time.Millisecond,
+	MaxLagBytes:    256 << 10,
 }
 
 func newSet(t testing.TB, c *pgcluster.Cluster, opts replica.Options) *replica.Set {

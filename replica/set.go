@@ -109,10 +109,28 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	}
 
 	s.checkAll(ctx, true)
+	s.awaitPrimary(ctx)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	go s.run(bg)
 	return s, nil
+}
+
+// awaitPrimary checks again, each interval, while no node reports primary,
+// for up to ConnectTimeout or until ctx ends: on a loaded machine the
+// first check can time out, and a set should not start blind to a primary
+// that is merely slow to answer. A primary that is really down is left to
+// the background checker.
+func (s *Set) awaitPrimary(ctx context.Context) {
+	deadline := time.Now().Add(s.opts.ConnectTimeout)
+	for s.primary.Load() == nil && !s.split.Load() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.opts.CheckInterval):
+		}
+		s.checkAll(ctx, true)
+	}
 }
 
 func historySize(o Options) int {

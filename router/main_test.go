@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	os.Exit(pgcluster.RunMain(m, pgcluster.Options{Shards: 4, Replicas: 1}, &cluster))
 }
 
-var fast = replica.Options{CheckInterval: 50 * time.Millisecond, CheckTimeout: 500 * time.Millisecond, MaxLag: 300 * time.Millisecond}
+var fast = replica.Options{CheckInterval: 50 * time.Millisecond, CheckTimeout: 500 * time.Millisecond, ConnectTimeout: 10 * time.Second, MaxLag: 300 * time.Millisecond}
 
 // config describes the cluster's shards with equal ranges, in order.
 func config(t testing.TB, c *pgcluster.Cluster) router.Config {
