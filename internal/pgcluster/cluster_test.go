@@ -172,3 +172,59 @@ func TestStartFailureShowsServerLog(t *testing.T) {
 		t.Errorf("error does not quote the server log:\n%v", err)
 	}
 }
+
+// TestDataDirReuse starts a cluster on a kept DataDir, writes, stops it,
+// and starts it again from the same folder: the data is there, on the
+// primary and on the replica, which streams from the primary's new port.
+func TestDataDirReuse(t *testing.T) {
+	ctx := testContext(t)
+	base := t.TempDir()
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "data")
+	opts := pgcluster.Options{Replicas: 1, DataDir: dir, Fsync: true}
+	c, err := pgcluster.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backend() != pgcluster.BackendLocal {
+		_ = c.Close()
+		t.Skip("DataDir is a local-backend option")
+	}
+	conn := connect(t, c.Shards()[0].Primary.DSN())
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if err := c.Shards()[0].Replicas[0].WaitCaughtUp(ctx, c.Shards()[0].Primary); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err = pgcluster.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("second start on the same DataDir: %v", err)
+	}
+	defer c.Close()
+	sh := c.Shards()[0]
+	if _, err := connect(t, sh.Primary.DSN()).Exec(ctx, "INSERT INTO kept VALUES (43)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Replicas[0].WaitCaughtUp(ctx, sh.Primary); err != nil {
+		t.Fatalf("replica does not stream from the restarted primary: %v", err)
+	}
+	for _, n := range []*pgcluster.Node{sh.Primary, sh.Replicas[0]} {
+		if got := queryInt(t, connect(t, n.DSN()), "SELECT sum(v)::int FROM kept"); got != 85 {
+			t.Errorf("%s: sum of kept rows = %d, want 85 (42 from the first run, 43 from the second)", n.Name(), got)
+		}
+	}
+
+	if _, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: base}); err == nil || !strings.Contains(err.Error(), "neither empty") {
+		t.Errorf("Start on a folder that is not a cluster's: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ type localBackend struct {
 	owner    *owner
 	base     string // holds every node's data folder and log, and the socket folder
 	keep     bool   // base is the caller's DataDir: close leaves it
+	reuse    bool   // base holds the nodes of an earlier run: start them from their data
 	template string
 	spawner  *spawner
 }
@@ -51,7 +53,10 @@ func (b *localBackend) describe() string { return "local PostgreSQL " + b.bin.ve
 func (b *localBackend) makeBase() error {
 	if dir := b.opts.DataDir; dir != "" {
 		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-			return fmt.Errorf("pgcluster: Options.DataDir %s is not empty", dir)
+			if !isDataFolder(filepath.Join(dir, "shard0-primary")) {
+				return fmt.Errorf("pgcluster: Options.DataDir %s is neither empty nor the data of an earlier cluster", dir)
+			}
+			b.reuse = true
 		}
 		abs, err := filepath.Abs(dir)
 		if err != nil {
@@ -73,16 +78,43 @@ func (b *localBackend) makeBase() error {
 	if err := b.owner.chown(b.base); err != nil {
 		return err
 	}
-	if err := os.Mkdir(b.sockets(), 0o700); err != nil {
+	if err := os.Mkdir(b.sockets(), 0o700); err != nil && !(b.reuse && errors.Is(err, os.ErrExist)) {
 		return err
 	}
 	return b.owner.chown(b.sockets())
+}
+
+// isDataFolder reports whether dir holds a PostgreSQL data folder.
+func isDataFolder(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "PG_VERSION"))
+	return err == nil
+}
+
+// portSetting finds the port in a replica's primary_conninfo.
+var portSetting = regexp.MustCompile(`(primary_conninfo\s*=\s*'[^\n]*\bport=)\d+`)
+
+// repoint makes a kept replica stream from its primary's new port: pg_basebackup -R
+// wrote the old one into postgresql.auto.conf.
+func (b *localBackend) repoint(dir string, primaryPort int) error {
+	path := filepath.Join(dir, "postgresql.auto.conf")
+	conf, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !portSetting.Match(conf) {
+		return fmt.Errorf("no primary_conninfo port in %s", path)
+	}
+	conf = portSetting.ReplaceAll(conf, []byte("${1}"+strconv.Itoa(primaryPort)))
+	return b.writeOwned(path, conf)
 }
 
 func (b *localBackend) sockets() string { return filepath.Join(b.base, "sock") }
 
 func (b *localBackend) startPrimary(ctx context.Context, name string) (server, error) {
 	dir := filepath.Join(b.base, name)
+	if b.reuse && isDataFolder(dir) {
+		return b.launch(ctx, name, dir)
+	}
 	if err := copyTree(b.template, dir, b.owner); err != nil {
 		return nil, &NodeError{Node: name, Op: "copy the template for", Err: err}
 	}
@@ -91,6 +123,12 @@ func (b *localBackend) startPrimary(ctx context.Context, name string) (server, e
 
 func (b *localBackend) startReplica(ctx context.Context, name, slot string, primary server) (server, error) {
 	dir := filepath.Join(b.base, name)
+	if b.reuse && isDataFolder(dir) {
+		if err := b.repoint(dir, primary.port()); err != nil {
+			return nil, &NodeError{Node: name, Op: "repoint", Err: err}
+		}
+		return b.launch(ctx, name, dir)
+	}
 	// -R writes primary_conninfo and standby.signal; -C -S makes a slot, so that the
 	// primary keeps the WAL that a stopped or paused replica has not received yet.
 	cmd := b.tool(ctx, "pg_basebackup", "-D", dir, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port()),

@@ -64,8 +64,10 @@ type Options struct {
 	Settings map[string]string
 
 	// DataDir, for the local backend, is the folder that holds the nodes' data folders and
-	// logs; it must be empty or absent, reachable by the user postgres when this process
-	// runs as root, and Close leaves it in place. Zero means a new folder that Close
+	// logs; it must be absent, empty, or the DataDir of an earlier Start, whose nodes then
+	// start again from their data (on new ports; the options must describe the same
+	// shards and replicas, and extra ones are made). It must be reachable by the user
+	// postgres when this process runs as root, and Close leaves it in place. Zero means a new folder that Close
 	// removes, in /dev/shm when that is a tmpfs with room, else in os.TempDir().
 	DataDir string
 	// BinDir, for the local backend, is the folder of initdb, postgres and pg_basebackup.
