@@ -21,6 +21,7 @@ const (
 	RoleReplica
 )
 
+// String returns "primary", "replica" or "unknown".
 func (r Role) String() string {
 	switch r {
 	case RolePrimary:

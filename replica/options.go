@@ -19,6 +19,7 @@ const (
 	FallbackError
 )
 
+// String returns "primary" or "error".
 func (f Fallback) String() string {
 	switch f {
 	case FallbackPrimary:

@@ -24,7 +24,9 @@ type ShardError struct {
 	Err   error
 }
 
+// Error names the shard and its error.
 func (e *ShardError) Error() string { return "shard " + e.Shard + ": " + e.Err.Error() }
+// Unwrap returns the shard's error.
 func (e *ShardError) Unwrap() error { return e.Err }
 
 // MultiError collects the failures of a call on every shard (ExecAll,
@@ -33,6 +35,7 @@ type MultiError struct {
 	Errs []*ShardError
 }
 
+// Error names every failed shard with its error.
 func (e *MultiError) Error() string {
 	parts := make([]string, len(e.Errs))
 	for i, se := range e.Errs {
@@ -65,6 +68,7 @@ type PartialError struct {
 	MultiError
 }
 
+// Error says the results are partial and names the failed shards.
 func (e *PartialError) Error() string {
 	return "router: partial results: " + e.MultiError.Error()
 }

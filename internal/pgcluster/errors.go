@@ -35,6 +35,7 @@ type NodeError struct {
 	Err  error
 }
 
+// Error names the node, what was being done, and the end of its log.
 func (e *NodeError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pgcluster: %s %s: %v", e.Op, e.Node, e.Err)
@@ -45,6 +46,7 @@ func (e *NodeError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error.
 func (e *NodeError) Unwrap() error { return e.Err }
 
 // lastLines returns at most n trailing lines of s.
