@@ -20,6 +20,9 @@ type backend interface {
 	close(ctx context.Context) error
 	// describe says what runs the servers, e.g. "local PostgreSQL 15.14".
 	describe() string
+	// caFile is the PEM file of the CA that signed the servers' certificate
+	// (Options.TLS), or "".
+	caFile() string
 }
 
 // server is one PostgreSQL server as its backend runs it. Implementations are safe for
@@ -45,7 +48,10 @@ func newBackend(ctx context.Context, o Options, ports *portPicker) (backend, Bac
 	if err != nil {
 		return nil, "", err
 	}
-	if kind == BackendLocal {
+	if kind == BackendLocal || o.TLS {
+		if kind == BackendDocker {
+			return nil, "", fmt.Errorf("pgcluster: Options.TLS needs the local backend, and %s=docker", EnvBackend)
+		}
 		b, err := newLocal(ctx, o, ports)
 		return b, kind, err
 	}

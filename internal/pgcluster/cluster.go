@@ -132,6 +132,11 @@ func (c *Cluster) Node(name string) (*Node, error) {
 	return nil, fmt.Errorf("%w %q", ErrUnknownNode, name)
 }
 
+// CAFile returns the PEM file of the certificate authority that signed the servers'
+// certificate when Options.TLS is set, or "" otherwise. Use it as sslrootcert with
+// sslmode=verify-full.
+func (c *Cluster) CAFile() string { return c.backend.caFile() }
+
 // Backend returns the backend that runs the servers: BackendLocal or BackendDocker.
 func (c *Cluster) Backend() Backend { return c.kind }
 

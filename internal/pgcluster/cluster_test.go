@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshard/pgshard/internal/pgcluster"
 )
 
@@ -226,5 +228,40 @@ func TestDataDirReuse(t *testing.T) {
 
 	if _, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: base}); err == nil || !strings.Contains(err.Error(), "neither empty") {
 		t.Errorf("Start on a folder that is not a cluster's: %v", err)
+	}
+}
+
+// TestTLS starts a cluster that serves TLS and connects with full
+// verification against its CA, and fails against another CA.
+func TestTLS(t *testing.T) {
+	ctx := testContext(t)
+	c, err := pgcluster.Start(ctx, pgcluster.Options{TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.CAFile() == "" {
+		t.Fatal("CAFile() is empty with TLS on")
+	}
+	n := c.Shards()[0].Primary
+	verified := strings.Replace(n.DSN(), "sslmode=disable", "sslmode=verify-full&sslrootcert="+c.CAFile(), 1)
+	conn := connect(t, verified)
+	if got := queryInt(t, conn, "SELECT ssl::int FROM pg_stat_ssl WHERE pid = pg_backend_pid()"); got != 1 {
+		t.Errorf("connection with sslmode=verify-full is not encrypted")
+	}
+
+	other, err := pgcluster.Start(ctx, pgcluster.Options{TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	wrongCA := strings.Replace(n.DSN(), "sslmode=disable", "sslmode=verify-full&sslrootcert="+other.CAFile(), 1)
+	cfg, err := pgx.ParseConfig(wrongCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+		bad.Close(ctx)
+		t.Error("verify-full against another cluster's CA connected")
 	}
 }

@@ -59,6 +59,8 @@ func newDocker(o Options, pool *dockertest.Pool, ports *portPicker) (*dockerBack
 
 func (b *dockerBackend) describe() string { return "docker " + b.opts.Image }
 
+func (b *dockerBackend) caFile() string { return "" }
+
 // The entrypoint scripts lean on the image's docker-entrypoint.sh. The primary's adds the
 // cluster's settings and pg_hba.conf once initdb has run; a replica's clones its primary
 // on first start only, since Stop and Start restart the same container.

@@ -25,6 +25,7 @@ type localBackend struct {
 	reuse    bool   // base holds the nodes of an earlier run: start them from their data
 	template string
 	spawner  *spawner
+	tls      tlsFiles // set when Options.TLS
 }
 
 func newLocal(ctx context.Context, o Options, ports *portPicker) (*localBackend, error) {
@@ -41,6 +42,12 @@ func newLocal(ctx context.Context, o Options, ports *portPicker) (*localBackend,
 		_ = b.close(ctx)
 		return nil, err
 	}
+	if o.TLS {
+		if b.tls, err = makeTLS(filepath.Join(b.base, "tls"), own); err != nil {
+			_ = b.close(ctx)
+			return nil, fmt.Errorf("pgcluster: make TLS certificates: %w", err)
+		}
+	}
 	if b.template, err = b.ensureTemplate(ctx); err != nil {
 		_ = b.close(ctx)
 		return nil, err
@@ -49,6 +56,8 @@ func newLocal(ctx context.Context, o Options, ports *portPicker) (*localBackend,
 }
 
 func (b *localBackend) describe() string { return "local PostgreSQL " + b.bin.version }
+
+func (b *localBackend) caFile() string { return b.tls.ca }
 
 func (b *localBackend) makeBase() error {
 	if dir := b.opts.DataDir; dir != "" {
@@ -176,6 +185,9 @@ func (b *localBackend) writeConf(dir, name string, port int) error {
 		{"unix_socket_directories", sock},
 		{"cluster_name", name},
 	}, clusterSettings(b.opts)...)
+	if b.tls.cert != "" {
+		settings = append(settings, setting{"ssl", "on"}, setting{"ssl_cert_file", b.tls.cert}, setting{"ssl_key_file", b.tls.key})
+	}
 	return b.writeOwned(filepath.Join(dir, confFile), renderConf(settings))
 }
 

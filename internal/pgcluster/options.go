@@ -59,6 +59,12 @@ type Options struct {
 	// crash (a dev server). False, the default, turns them off: tests run faster.
 	Fsync bool
 
+	// TLS makes every server accept TLS connections (ssl = on), with a certificate for
+	// 127.0.0.1 and localhost signed by a certificate authority made for this cluster
+	// alone; Cluster.CAFile names its PEM file, for sslmode=verify-full. Plain
+	// connections still work. Local backend only.
+	TLS bool
+
 	// Settings are extra server settings (postgresql.conf names), applied to every node
 	// after pgcluster's own, so they win. Zero means none.
 	Settings map[string]string
