@@ -26,6 +26,7 @@ type ShardError struct {
 
 // Error names the shard and its error.
 func (e *ShardError) Error() string { return "shard " + e.Shard + ": " + e.Err.Error() }
+
 // Unwrap returns the shard's error.
 func (e *ShardError) Unwrap() error { return e.Err }
 
