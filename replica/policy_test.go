@@ -162,3 +162,49 @@ func TestLogsOnceAndNoCredentials(t *testing.T) {
 		}
 	}
 }
+
+// With MaxWait, a read-your-writes read waits for a replica to replay the
+// write rather than going to the primary.
+func TestMinLSNWaitsForReplay(t *testing.T) {
+	ctx := context.Background()
+	opts := fast
+	opts.MaxWait = 2 * time.Second
+	opts.MaxLag = 5 * time.Second // the paused replicas stay eligible, only behind
+	s := newSet(t, cluster, opts)
+	mustExec(t, s, "CREATE TABLE IF NOT EXISTS small (id serial)")
+	reps := cluster.Shards()[0].Replicas
+	for _, r := range reps {
+		if err := r.PauseReplay(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			for _, r := range reps {
+				r.ResumeReplay(context.Background())
+			}
+		}
+	}()
+	_, lsn, err := s.ExecLSN(ctx, "INSERT INTO small DEFAULT VALUES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		for _, r := range reps {
+			r.ResumeReplay(context.Background())
+		}
+	}()
+	resumed = true
+	row := s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT count(*) FROM small")
+	var n int
+	if err := row.Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// Replay paused for 100 ms keeps the replicas within MaxLag, so they
+	// stay eligible but behind: the read probes one and waits.
+	if row.Served().Role != replica.RoleReplica {
+		t.Errorf("read served by the %s, want a replica that waited for replay", row.Served().Role)
+	}
+}
