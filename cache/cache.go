@@ -131,9 +131,11 @@ func (c *Cache[K, V]) Delete(key K) {
 	s := c.shardFor(key)
 	s.mu.Lock()
 	s.sync(c)
-	s.lru.remove(key)
+	_, loading := s.calls[key]
+	if s.lru.remove(key) || loading {
+		s.n.invalidations++
+	}
 	delete(s.calls, key)
-	s.n.invalidations++
 	s.mu.Unlock()
 }
 

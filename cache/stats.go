@@ -9,7 +9,7 @@ type Stats struct {
 	LoadErrors    uint64 // loads that failed with an error other than ErrNotFound
 	Evictions     uint64 // entries dropped to make room
 	Expirations   uint64 // entries dropped because their TTL had passed
-	Invalidations uint64 // calls to Delete and Purge
+	Invalidations uint64 // Delete calls that dropped an entry or a load in flight, and Purge calls
 	Entries       int    // entries held when the snapshot was taken, as Len
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/replica"
@@ -24,6 +25,9 @@ type Cache[T any] struct {
 	r    *Router
 	name string
 	c    *cache.Cache[string, cached[T]]
+	// Get answers from the cache or not by its own rules (listener state,
+	// sessions), so it counts its hits and misses itself.
+	hits, misses atomic.Uint64
 }
 
 // cached is a value with the WAL position its load saw.
@@ -58,6 +62,7 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 	}
 	if c.c == nil || !t.s.listening.Load() {
 		// Not caching, or blind to invalidations: read through.
+		c.misses.Add(1)
 		v, _, err := c.load(ctx, load)
 		return v, err
 	}
@@ -66,6 +71,7 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 		// The common hit: no session to check the entry against, and no
 		// loader closure to allocate.
 		if e, ok := c.c.Get(key); ok {
+			c.hits.Add(1)
 			if info := readInfoFrom(ctx); info != nil {
 				info.setCache(t.s.name)
 			}
@@ -84,8 +90,14 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 		// Cached before this session's own write reached this process's
 		// cache (the invalidation is on its way): read past it instead.
 		c.c.Delete(key)
+		c.misses.Add(1)
 		v, _, err := c.load(ctx, load)
 		return v, err
+	}
+	if hit {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
 	}
 	if err != nil {
 		return zero, err
@@ -117,12 +129,15 @@ func (c *Cache[T]) Delete(key string) {
 	}
 }
 
-// Stats returns the cache's figures.
+// Stats returns the cache's figures. Hits and Misses count Get calls
+// answered from the cache or not, reads that bypassed it included.
 func (c *Cache[T]) Stats() cache.Stats {
-	if c.c == nil {
-		return cache.Stats{}
+	var st cache.Stats
+	if c.c != nil {
+		st = c.c.Stats()
 	}
-	return c.c.Stats()
+	st.Hits, st.Misses = c.hits.Load(), c.misses.Load()
+	return st
 }
 
 func (c *Cache[T]) drop(keys []string) {

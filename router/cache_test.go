@@ -152,3 +152,38 @@ func TestCacheNegativeAndSession(t *testing.T) {
 		t.Fatalf("session read after its own create: %+v, %v", u, err)
 	}
 }
+
+func TestCacheStatsCountEachGetOnce(t *testing.T) {
+	ctx := context.Background()
+	cfg := config(t, cluster)
+	cfg.Cache = cache.Options{Capacity: 100, TTL: time.Hour}
+	r := open(t, cfg)
+	schema(t, r)
+	eventually(t, 5*time.Second, "listening", func() bool {
+		for _, s := range r.Stats().Shards {
+			if !s.Listening {
+				return false
+			}
+		}
+		return true
+	})
+	c := router.NewCache[user](r, "users", cache.Options{})
+	const id = int64(555)
+	if _, err := r.User(id).Exec(ctx, "INSERT INTO users VALUES ($1, 'x') ON CONFLICT (id) DO NOTHING", id); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Get(ctx, r.User(id), "user:555", loadUser(r.User(id), id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Hits != 2 || st.Misses != 1 || st.Loads != 1 {
+		t.Errorf("three Gets of one key: %d hits, %d misses, %d loads; want 2, 1, 1", st.Hits, st.Misses, st.Loads)
+	}
+	if err := rename(ctx, r, id, "y"); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Invalidations != 1 {
+		t.Errorf("one invalidated key: Invalidations = %d, want 1", st.Invalidations)
+	}
+}
