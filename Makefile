@@ -9,9 +9,15 @@ TEST_TIMEOUT ?= 9m
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
-## deps: the PostgreSQL server binaries the test harness starts.
+## deps: the PostgreSQL server binaries the test harness starts, and
+## Chromium for the dashboard's browser test (skipped when it cannot be had).
 deps:
 	@./scripts/ensure-postgres.sh
+	@./examples/scripts/ensure-chromium.sh
+
+## run: the reference server with a dev cluster (2 shards x 1 replica) on 127.0.0.1:8080.
+run: deps
+	$(GO) run ./examples/server
 
 vet:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -26,6 +32,13 @@ bench: deps
 
 ## fuzz: each fuzz target for FUZZTIME.
 FUZZTIME ?= 30s
-fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME) ./shard
-	$(GO) test -run '^$$' -fuzz '^FuzzNewMap$$' -fuzztime $(FUZZTIME) ./shard
+FUZZ_TARGETS = \
+	FuzzParseRange:./shard FuzzNewMap:./shard \
+	FuzzParseLSN:./replica FuzzParseSession:./router \
+	FuzzReadJSONName:./examples/server FuzzParseID:./examples/server FuzzParseTopology:./examples/server
+fuzz: deps
+	@for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done

@@ -1,0 +1,359 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// route indexes the API's routes in figures.
+type route int
+
+const (
+	routeCreateUser route = iota
+	routeGetUser
+	routeUpdateUser
+	routeCreatePost
+	routeUserPosts
+	routeRecent
+	numRoutes
+)
+
+var routeNames = [numRoutes]string{
+	"POST /users", "GET /users/{id}", "PUT /users/{id}",
+	"POST /users/{id}/posts", "GET /users/{id}/posts", "GET /posts/recent",
+}
+
+// settle is how old another client's user must be before this one reads
+// it: without the creator's token, a read may go to a replica that has not
+// replayed the creation yet, which is allowed and not what is measured.
+const settle = 2 * time.Second
+
+// maxSamples is how many violation messages a client keeps.
+const maxSamples = 5
+
+// client is one virtual user of the API: one request at a time, carrying
+// its own consistency token. Only the goroutine running loop uses it.
+type client struct {
+	id    int
+	run   *runState
+	rng   *rand.Rand
+	token string
+	own   []*ownedUser // users this client created; only it writes them
+	seq   int
+
+	latestPost int64 // newest acknowledged post of this client, 0 if none
+
+	lat     [numRoutes][]time.Duration
+	status  [numRoutes]map[int]int // 0 counts transport errors
+	errBody map[int]string         // an example answer for each error status
+	checks  int                    // reads checked against own writes
+	stale   int                    // checked reads that missed an own write
+	samples []string
+}
+
+// ownedUser is what a client knows of a user it created.
+type ownedUser struct {
+	id    string
+	names []string // the names it may have: one after an acknowledged write, more after unacknowledged ones
+	posts []int64  // acknowledged posts
+}
+
+func newClient(id int, run *runState, seed uint64) *client {
+	c := &client{id: id, run: run, rng: rand.New(rand.NewPCG(seed, uint64(id))), errBody: map[int]string{}}
+	for i := range c.status {
+		c.status[i] = map[int]int{}
+	}
+	return c
+}
+
+func (c *client) loop(ctx context.Context) {
+	// Requests run to completion even when the load ends mid-request, so
+	// that every write has a known outcome.
+	reqCtx := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		c.step(reqCtx)
+	}
+}
+
+func (c *client) step(ctx context.Context) {
+	o := c.run.opts
+	if len(c.own) == 0 {
+		c.createUser(ctx)
+		return
+	}
+	if c.rng.IntN(100) < o.ReadPercent {
+		switch n := c.rng.IntN(100); {
+		case n < 55:
+			c.getUser(ctx)
+		case n < 85:
+			c.userPosts(ctx)
+		default:
+			c.recent(ctx)
+		}
+		return
+	}
+	n := c.rng.IntN(100)
+	if c.run.population() < o.Users {
+		switch {
+		case n < 40:
+			c.createUser(ctx)
+		case n < 85:
+			c.createPost(ctx)
+		default:
+			c.rename(ctx)
+		}
+		return
+	}
+	if n < 70 {
+		c.createPost(ctx)
+	} else {
+		c.rename(ctx)
+	}
+}
+
+// response is what a request brought back; status 0 is a transport error.
+type response struct {
+	status int
+	body   []byte
+	err    error
+}
+
+func (c *client) do(ctx context.Context, rt route, method, path string, body any) response {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.run.target()+path, rd)
+	if err != nil {
+		return response{err: err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("X-Consistency-Token", c.token)
+	}
+	start := time.Now()
+	res, err := c.run.opts.Client.Do(req)
+	var r response
+	if err == nil {
+		r.body, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		r.status = res.StatusCode
+		if tok := res.Header.Get("X-Consistency-Token"); tok != "" && res.StatusCode < 300 {
+			c.token = tok
+		}
+	}
+	r.err = err
+	if err != nil {
+		r.status = 0
+	}
+	c.lat[rt] = append(c.lat[rt], time.Since(start))
+	c.status[rt][r.status]++
+	if r.status == 0 || r.status >= 400 {
+		if _, ok := c.errBody[r.status]; !ok {
+			if r.err != nil {
+				c.errBody[r.status] = r.err.Error()
+			} else {
+				c.errBody[r.status] = strings.TrimSpace(string(r.body))
+			}
+		}
+	}
+	c.run.requests.Add(1)
+	if r.status == 0 || r.status >= 400 {
+		c.run.errors.Add(1)
+	}
+	return r
+}
+
+func (c *client) violation(format string, args ...any) {
+	c.stale++
+	c.run.violations.Add(1)
+	if len(c.samples) < maxSamples {
+		c.samples = append(c.samples, fmt.Sprintf("client %d: ", c.id)+fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *client) pickOwn() *ownedUser { return c.own[c.rng.IntN(len(c.own))] }
+
+// names: ASCII and not, short and long, so that UTF-8 travels every path.
+var nameParts = []string{"Ada", "Grace", "Zoë", "Jürgen", "李雷", "Ольга", "Ngozi", "José", "Aiko", "O'Brien"}
+
+func (c *client) newName() string {
+	c.seq++
+	return fmt.Sprintf("%s %d-%d", nameParts[c.rng.IntN(len(nameParts))], c.id, c.seq)
+}
+
+func (c *client) newBody() string {
+	n := 20 + c.rng.IntN(280)
+	var b strings.Builder
+	for b.Len() < n {
+		b.WriteString(nameParts[c.rng.IntN(len(nameParts))])
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+type userDoc struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+type postDoc struct {
+	ID     string `json:"id"`
+	UserID string `json:"user_id"`
+}
+
+type postsDoc struct {
+	Posts []postDoc `json:"posts"`
+}
+
+func (c *client) createUser(ctx context.Context) {
+	name := c.newName()
+	r := c.do(ctx, routeCreateUser, "POST", "/users", map[string]string{"name": name})
+	if r.status != http.StatusCreated {
+		return // not acknowledged: nothing to expect of it
+	}
+	var u userDoc
+	if err := json.Unmarshal(r.body, &u); err != nil || u.ID == "" || u.Name != name {
+		c.violation("POST /users answered 201 with %.200q", r.body)
+		return
+	}
+	c.own = append(c.own, &ownedUser{id: u.ID, names: []string{name}})
+	c.run.addUser(u.ID)
+}
+
+func (c *client) rename(ctx context.Context) {
+	u := c.pickOwn()
+	name := c.newName()
+	r := c.do(ctx, routeUpdateUser, "PUT", "/users/"+u.id, map[string]string{"name": name})
+	switch r.status {
+	case http.StatusOK:
+		u.names = []string{name}
+	case http.StatusNotFound:
+		c.violation("PUT /users/%s: 404 for a user whose creation was acknowledged", u.id)
+	default:
+		u.names = append(u.names, name) // it may or may not have happened
+	}
+}
+
+func (c *client) createPost(ctx context.Context) {
+	u := c.pickOwn()
+	r := c.do(ctx, routeCreatePost, "POST", "/users/"+u.id+"/posts", map[string]string{"body": c.newBody()})
+	switch r.status {
+	case http.StatusCreated:
+		var p postDoc
+		var id int64
+		err := json.Unmarshal(r.body, &p)
+		if err == nil {
+			id, err = strconv.ParseInt(p.ID, 10, 64)
+		}
+		if err != nil || p.UserID != u.id {
+			c.violation("POST /users/%s/posts answered 201 with %.200q", u.id, r.body)
+			return
+		}
+		u.posts = append(u.posts, id)
+		c.latestPost = max(c.latestPost, id)
+	case http.StatusNotFound:
+		c.violation("POST /users/%s/posts: 404 for a user whose creation was acknowledged", u.id)
+	}
+}
+
+// getUser reads one of its own users (and checks it) or, half the time,
+// someone else's.
+func (c *client) getUser(ctx context.Context) {
+	if c.rng.IntN(2) == 0 {
+		if id := c.run.someUser(c.rng.IntN, settle); id != "" {
+			c.do(ctx, routeGetUser, "GET", "/users/"+id, nil)
+			return
+		}
+	}
+	u := c.pickOwn()
+	r := c.do(ctx, routeGetUser, "GET", "/users/"+u.id, nil)
+	c.checkUser(u, r, "GET")
+}
+
+// checkUser checks a read of an own user against the acknowledged writes.
+func (c *client) checkUser(u *ownedUser, r response, what string) bool {
+	switch r.status {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		c.checks++
+		c.violation("%s /users/%s: 404 after its creation was acknowledged", what, u.id)
+		return false
+	default:
+		return false // an error, counted as such, not a consistency verdict
+	}
+	c.checks++
+	var got userDoc
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		c.violation("%s /users/%s: unreadable body %.200q", what, u.id, r.body)
+		return false
+	}
+	i := slices.Index(u.names, got.Name)
+	if i < 0 {
+		c.violation("%s /users/%s: name %q, want %q (the last acknowledged write)", what, u.id, got.Name, u.names[0])
+		return false
+	}
+	if i == len(u.names)-1 {
+		u.names = u.names[i:] // the newest possible write is visible: it happened
+	}
+	return true
+}
+
+func (c *client) userPosts(ctx context.Context) {
+	u := c.pickOwn()
+	r := c.do(ctx, routeUserPosts, "GET", "/users/"+u.id+"/posts", nil)
+	if r.status != http.StatusOK || len(u.posts) == 0 {
+		return
+	}
+	c.checks++
+	var got postsDoc
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		c.violation("GET /users/%s/posts: unreadable body %.200q", u.id, r.body)
+		return
+	}
+	want := strconv.FormatInt(u.posts[len(u.posts)-1], 10)
+	if !slices.ContainsFunc(got.Posts, func(p postDoc) bool { return p.ID == want }) {
+		c.violation("GET /users/%s/posts: the newest acknowledged post %s is missing (%d posts listed)", u.id, want, len(got.Posts))
+	}
+}
+
+// recent checks the global feed: the client's newest post belongs in it
+// unless the feed is full of newer posts.
+func (c *client) recent(ctx context.Context) {
+	const limit = 20
+	r := c.do(ctx, routeRecent, "GET", "/posts/recent?limit="+strconv.Itoa(limit), nil)
+	if r.status != http.StatusOK || c.latestPost == 0 {
+		return
+	}
+	var got postsDoc
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		c.checks++
+		c.violation("GET /posts/recent: unreadable body %.200q", r.body)
+		return
+	}
+	oldest := int64(1<<63 - 1)
+	found := false
+	for _, p := range got.Posts {
+		id, _ := strconv.ParseInt(p.ID, 10, 64)
+		oldest = min(oldest, id)
+		found = found || id == c.latestPost
+	}
+	if len(got.Posts) < limit || c.latestPost >= oldest {
+		c.checks++
+		if !found {
+			c.violation("GET /posts/recent: own post %d belongs in the newest %d but is missing", c.latestPost, limit)
+		}
+	}
+}

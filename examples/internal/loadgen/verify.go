@@ -1,0 +1,159 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// VerifyResult is the final check: every acknowledged write, read back.
+type VerifyResult struct {
+	Users      int      // users re-read
+	Posts      int      // acknowledged posts looked for
+	Lost       int      // acknowledged writes missing or overwritten
+	Unverified int      // users whose reads kept failing, so could not be checked
+	Samples    []string // the first few problems
+	Elapsed    time.Duration
+}
+
+// verify re-reads every user each client created, with that client's
+// token, and checks its name and that each acknowledged post is listed.
+func verify(ctx context.Context, run *runState, clients []*client) VerifyResult {
+	start := time.Now()
+	type item struct {
+		c *client
+		u *ownedUser
+	}
+	items := make(chan item)
+	var (
+		mu  sync.Mutex
+		res VerifyResult
+		wg  sync.WaitGroup
+	)
+	note := func(lost, unverified int, msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Lost += lost
+		res.Unverified += unverified
+		if msg != "" && len(res.Samples) < 10 {
+			res.Samples = append(res.Samples, msg)
+		}
+	}
+	for range run.opts.Concurrency {
+		wg.Go(func() {
+			for it := range items {
+				lost, unverified, msg := verifyUser(ctx, run, it.c.token, it.u)
+				note(lost, unverified, msg)
+			}
+		})
+	}
+	for _, c := range clients {
+		for _, u := range c.own {
+			res.Users++
+			res.Posts += len(u.posts)
+			items <- item{c, u}
+		}
+	}
+	close(items)
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	return res
+}
+
+func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) (lost, unverified int, msg string) {
+	status, body, err := get(ctx, run, token, "/users/"+u.id)
+	switch {
+	case err != nil || (status != http.StatusOK && status != http.StatusNotFound):
+		return 0, 1, fmt.Sprintf("user %s: cannot read it back: %s", u.id, problem(status, body, err))
+	case status == http.StatusNotFound:
+		return 1 + len(u.posts), 0, fmt.Sprintf("user %s: acknowledged creation, missing at the end", u.id)
+	}
+	var got userDoc
+	if json.Unmarshal(body, &got) != nil || !slices.Contains(u.names, got.Name) {
+		lost++
+		msg = fmt.Sprintf("user %s: name %q at the end, want %q (the last acknowledged write)", u.id, got.Name, u.names[0])
+	}
+	if len(u.posts) == 0 {
+		return lost, 0, msg
+	}
+	seen := map[int64]bool{}
+	before := ""
+	for {
+		path := "/users/" + u.id + "/posts?limit=100" + before
+		status, body, err := get(ctx, run, token, path)
+		if err != nil || status != http.StatusOK {
+			return lost, 1, fmt.Sprintf("user %s: cannot list its posts: %s", u.id, problem(status, body, err))
+		}
+		var page postsDoc
+		if err := json.Unmarshal(body, &page); err != nil {
+			return lost, 1, fmt.Sprintf("user %s: unreadable posts page %.100q", u.id, body)
+		}
+		for _, p := range page.Posts {
+			id, _ := strconv.ParseInt(p.ID, 10, 64)
+			seen[id] = true
+		}
+		if len(page.Posts) < 100 {
+			break
+		}
+		before = "&before=" + page.Posts[len(page.Posts)-1].ID
+	}
+	for _, id := range u.posts {
+		if !seen[id] {
+			lost++
+			if msg == "" {
+				msg = fmt.Sprintf("user %s: acknowledged post %d missing at the end", u.id, id)
+			}
+		}
+	}
+	return lost, 0, msg
+}
+
+// get reads a path, trying again on errors that may pass (transport, 429,
+// 5xx) a few times.
+func get(ctx context.Context, run *runState, token, path string) (int, []byte, error) {
+	var (
+		status int
+		body   []byte
+		err    error
+	)
+	for attempt := range 4 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		status, body, err = get1(ctx, run, token, path)
+		if err == nil && status != http.StatusTooManyRequests && status < 500 {
+			break
+		}
+	}
+	return status, body, err
+}
+
+func get1(ctx context.Context, run *runState, token, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", run.target()+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if token != "" {
+		req.Header.Set("X-Consistency-Token", token)
+	}
+	res, err := run.opts.Client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, body, err
+}
+
+func problem(status int, body []byte, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("HTTP %d %.100s", status, body)
+}
