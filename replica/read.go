@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -200,10 +204,14 @@ func (t target) release() {
 	t.n.outstanding.Add(-1)
 }
 
-// ejectNode takes a replica that failed a connection out of rotation now,
-// rather than at the next check.
+// ejectNode takes a replica that is down out of rotation now, rather than
+// at the next check. A slow answer (a timeout) is not proof of that, and
+// leaves the decision to the checker.
 func (s *Set) ejectNode(n *node, err error) {
 	n.failures.Add(1)
+	if !nodeDown(err) {
+		return
+	}
 	if n.status().role == RolePrimary {
 		return // the checker decides about primaries; writes fail fast anyway
 	}
@@ -226,6 +234,22 @@ func connLevel(ctx context.Context, err error) bool {
 		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
 	}
 	return !errors.Is(err, pgx.ErrNoRows)
+}
+
+// nodeDown reports whether err shows the server refusing connections,
+// shutting down, or dropping an established connection, as opposed to
+// being slow.
+func nodeDown(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed)
 }
 
 // cleanError returns err's text. pgx never puts the password in its

@@ -58,19 +58,22 @@ func (s *Set) writeConn(ctx context.Context) (target, error) {
 }
 
 // writeFailed turns a connection-level failure of a write into
-// ErrNoPrimary, and marks the primary unreachable until its next good check
-// so that the writes behind this one fail fast. Whether a write that was
-// sent before its connection broke committed is unknown; ErrNoPrimary says
-// only that the primary is not answering.
+// ErrNoPrimary. When the primary is down (not merely slow), it is marked
+// unreachable until its next good check, so that the writes behind this
+// one fail fast. Whether a write that was sent before its connection broke
+// committed is unknown; ErrNoPrimary says only that the primary is not
+// answering.
 func (s *Set) writeFailed(ctx context.Context, n *node, err error) error {
 	if !connLevel(ctx, err) {
 		return setError(s.name, err)
 	}
 	n.failures.Add(1)
-	n.update(func(st status) status {
-		st.reachable, st.err = false, cleanError(err)
-		return st
-	})
+	if nodeDown(err) {
+		n.update(func(st status) status {
+			st.reachable, st.err = false, cleanError(err)
+			return st
+		})
+	}
 	return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err))
 }
 
