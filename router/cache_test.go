@@ -187,3 +187,44 @@ func TestCacheStatsCountEachGetOnce(t *testing.T) {
 		t.Errorf("one invalidated key: Invalidations = %d, want 1", st.Invalidations)
 	}
 }
+
+// One transaction invalidating thousands of keys: the notifications are
+// split under PostgreSQL's payload limit, and the other process drops them all.
+func TestInvalidateManyKeys(t *testing.T) {
+	ctx := context.Background()
+	cfg := config(t, cluster)
+	cfg.Cache = cache.Options{Capacity: 10000, TTL: time.Hour}
+	a, b := open(t, cfg), open(t, cfg)
+	cb := router.NewCache[string](b, "many", cache.Options{})
+	target := b.User(1)
+	eventually(t, 5*time.Second, "b listening", func() bool {
+		for _, s := range b.Stats().Shards {
+			if !s.Listening {
+				return false
+			}
+		}
+		return true
+	})
+	const n = 3000
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("many:%d", i)
+		if _, err := cb.Get(ctx, target, keys[i], func(context.Context) (string, error) { return "old", nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := a.User(1).Tx(ctx, func(tx pgx.Tx) error { return router.Invalidate(ctx, tx, keys...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := func(context.Context) (string, error) { return "new", nil }
+	eventually(t, 2*time.Second, "every key dropped in the other process", func() bool {
+		v, err := cb.Get(ctx, target, keys[n-1], fresh)
+		return err == nil && v == "new"
+	})
+	for _, k := range keys {
+		if v, err := cb.Get(ctx, target, k, fresh); err != nil || v != "new" {
+			t.Fatalf("key %s after the invalidation: %q, %v", k, v, err)
+		}
+	}
+}
