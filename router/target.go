@@ -28,7 +28,9 @@ func (t Target) Range() shard.Range { return t.s.rng }
 
 // Exec runs a statement on the shard's primary. Under a session it records
 // the WAL position after the commit, in the same round trip, so that the
-// session's later reads see the write.
+// session's later reads see the write; the statement then runs as
+// BEGIN; statement; COMMIT, so one that cannot run inside a transaction
+// block (VACUUM, CREATE INDEX CONCURRENTLY) must run without a session.
 func (t Target) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if t.r.closed.Load() {
 		return pgconn.CommandTag{}, ErrClosed
