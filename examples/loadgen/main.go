@@ -7,6 +7,7 @@
 //
 //	go run ./examples/loadgen -url http://127.0.0.1:8080 -duration 30s -concurrency 64 -users 10000 -read 90
 //	go run ./examples/loadgen -targets http://127.0.0.1:8080,http://127.0.0.1:8081
+//	go run ./examples/loadgen -rate 300 -duration 10m   # a steady 300 requests a second
 package main
 
 import (
@@ -35,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	targets := fs.String("targets", "", "comma-separated base URLs of several instances, used in turn (overrides -url)")
 	duration := fs.Duration("duration", 30*time.Second, "how long to drive load, before the final check")
 	concurrency := fs.Int("concurrency", 64, "virtual clients, each with one request in flight")
+	rate := fs.Float64("rate", 0, "steady request rate across all clients, a second (0: as fast as the server answers)")
 	users := fs.Int("users", 10000, "size of the user population to create")
 	read := fs.Int("read", 90, "percentage of reads, 0 to 100")
 	seed := fs.Uint64("seed", 0, "random seed, for a repeatable mix (0: random)")
@@ -45,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	o := loadgen.Options{Targets: []string{*target}, Duration: *duration, Concurrency: *concurrency,
+	o := loadgen.Options{Targets: []string{*target}, Duration: *duration, Concurrency: *concurrency, Rate: *rate,
 		Users: *users, ReadPercent: *read, Seed: *seed, Progress: stderr}
 	if *targets != "" {
 		o.Targets = strings.Split(*targets, ",")

@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,6 +44,7 @@ type flags struct {
 	rate                                          float64
 	burst                                         int
 	requestTimeout, shutdownTimeout               time.Duration
+	readHeaderTimeout                             time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -61,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Float64Var(&f.rate, "rate", 0, "per-client-IP request rate limit, requests a second (0: no limit)")
 	fs.IntVar(&f.burst, "burst", 0, "per-client-IP burst (default: max(1, -rate))")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "bound on each request's database work")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 5*time.Second, "how long a client may take to send a request's headers; a slower one is cut off")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT or SIGTERM")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
@@ -75,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.config != "" && (f.data != "" || isSet(fs, "shards") || isSet(fs, "replicas")) {
 		return nil, errors.New("-data, -shards and -replicas size a dev cluster: they do not go with -config")
+	}
+	if f.readHeaderTimeout <= 0 {
+		return nil, fmt.Errorf("-read-header-timeout %s: want a positive duration", f.readHeaderTimeout)
 	}
 	if f.nodeID > maxNode {
 		return nil, fmt.Errorf("-node-id %d: want 0 to %d", f.nodeID, maxNode)
@@ -168,15 +172,7 @@ func serve(ctx context.Context, f *flags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      max(30*time.Second, 2*f.requestTimeout),
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newHTTPServer(srv, f, log)
 	banner(stdout, ln.Addr().String(), srv, topo, cluster, f)
 
 	served := make(chan error, 1)

@@ -159,6 +159,7 @@ func writeMetrics(out io.Writer, m *httpMetrics, st router.Stats, red redactor) 
 
 	writeShardMetrics(p, st, red)
 	writeCacheMetrics(p, st)
+	writeProcessMetrics(p)
 	return p.w.Flush()
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -14,14 +15,21 @@ import (
 
 var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
-// secretsOf returns the passwords in a DSN, in URL or key=value form.
+// passwordURL finds the password of a URL with user information, such as
+// postgres://user:PASSWORD@host/db, however it is escaped.
+var passwordURL = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)([^@\s]*)@`)
+
+// secretsOf returns the passwords in a DSN, in URL or key=value form. A
+// URL's password is returned decoded, as it is written in the DSN, and as
+// the url package would escape it for a path or for user information: a
+// password with a ':' or an '@' is written differently in each.
 func secretsOf(dsn string) []string {
 	var out []string
 	if u, err := url.Parse(dsn); err == nil && u.User != nil {
 		if pw, ok := u.User.Password(); ok && pw != "" {
-			out = append(out, pw)
-			if esc := url.PathEscape(pw); esc != pw {
-				out = append(out, esc)
+			out = append(out, pw, url.PathEscape(pw), strings.TrimPrefix(url.UserPassword("", pw).String(), ":"))
+			if m := passwordURL.FindStringSubmatch(dsn); m != nil && m[2] != "" {
+				out = append(out, m[2])
 			}
 		}
 	}
@@ -33,13 +41,17 @@ func secretsOf(dsn string) []string {
 	return out
 }
 
-// redactSecrets replaces each secret in msg, and any password=... pair.
+// redactSecrets replaces each secret in msg, longest first so that no
+// part of one is left, and any password=... pair or URL password.
 func redactSecrets(msg string, secrets []string) string {
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	for _, s := range secrets {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "xxxxx")
 		}
 	}
+	msg = passwordURL.ReplaceAllString(msg, "${1}xxxxx@")
 	return passwordKV.ReplaceAllString(msg, "${1}xxxxx")
 }
 

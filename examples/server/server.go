@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,7 +242,7 @@ func clientIP(r *http.Request) string {
 }
 
 // statusWriter remembers the status, and rewrites the mux's own plain-text
-// 404 and 405 answers (no route matched: no pattern) as JSON.
+// errors (no route matched: no pattern), such as 404 and 405, as JSON.
 type statusWriter struct {
 	http.ResponseWriter
 	req         *http.Request
@@ -255,11 +256,16 @@ func (w *statusWriter) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader, w.code = true, code
-	if w.req.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+	if w.req.Pattern == "" && code >= 400 {
 		w.swallow = true
-		msg := "no such route: " + w.req.Method + " " + w.req.URL.Path
-		if code == http.StatusMethodNotAllowed {
+		var msg string
+		switch code {
+		case http.StatusNotFound:
+			msg = "no such route: " + w.req.Method + " " + w.req.URL.Path
+		case http.StatusMethodNotAllowed:
 			msg = "method " + w.req.Method + " not allowed on " + w.req.URL.Path + "; allowed: " + w.Header().Get("Allow")
+		default: // such as the mux's 400 for GET *
+			msg = fmt.Sprintf("%s: %s %.200s", strings.ToLower(http.StatusText(code)), w.req.Method, w.req.RequestURI)
 		}
 		w.Header().Del("X-Content-Type-Options")
 		b, _ := json.Marshal(errorBody{msg})

@@ -79,7 +79,7 @@ func (c *client) loop(ctx context.Context) {
 	// Requests run to completion even when the load ends mid-request, so
 	// that every write has a known outcome.
 	reqCtx := context.WithoutCancel(ctx)
-	for ctx.Err() == nil {
+	for c.run.pace.wait(ctx) {
 		c.step(reqCtx)
 	}
 }
@@ -133,7 +133,8 @@ func (c *client) do(ctx context.Context, rt route, method, path string, body any
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.run.target()+path, rd)
+	target := c.run.target()
+	req, err := http.NewRequestWithContext(ctx, method, target+path, rd)
 	if err != nil {
 		return response{err: err}
 	}
@@ -146,7 +147,9 @@ func (c *client) do(ctx context.Context, rt route, method, path string, body any
 	start := time.Now()
 	res, err := c.run.opts.Client.Do(req)
 	var r response
+	var hdr http.Header
 	if err == nil {
+		hdr = res.Header
 		r.body, err = io.ReadAll(res.Body)
 		res.Body.Close()
 		r.status = res.StatusCode
@@ -158,7 +161,9 @@ func (c *client) do(ctx context.Context, rt route, method, path string, body any
 	if err != nil {
 		r.status = 0
 	}
-	c.lat[rt] = append(c.lat[rt], time.Since(start))
+	lat := time.Since(start)
+	c.lat[rt] = append(c.lat[rt], lat)
+	c.observe(rt, req, target, start, lat, hdr, r)
 	c.status[rt][r.status]++
 	if r.status == 0 || r.status >= 400 {
 		if _, ok := c.errBody[r.status]; !ok {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -31,6 +32,12 @@ type Options struct {
 	// Concurrency is the number of virtual clients, each with one request
 	// in flight. Default 64.
 	Concurrency int
+	// Rate, if positive, is a steady request rate across all clients, a
+	// second: requests start evenly spaced, and Concurrency only bounds how
+	// many are in flight. A server slower than the rate gets fewer; missed
+	// starts are not made up for in a burst. Zero means no pacing: each
+	// client sends its next request as soon as its last one is answered.
+	Rate float64
 	// Users is the size of the user population: clients create users
 	// until there are this many. Default 10,000.
 	Users int
@@ -45,6 +52,11 @@ type Options struct {
 	Progress io.Writer
 	// Seed makes the mix repeatable; 0 means a fresh one.
 	Seed uint64
+	// Observe, if set, is called with every request of the load (not of
+	// the final check) once its answer is read, from the goroutine of the
+	// client that sent it: it must be safe for concurrent use, and quick.
+	// Nil means none.
+	Observe func(Observation)
 }
 
 // ReadPercentZero asks for writes only (ReadPercent's zero means 90).
@@ -66,6 +78,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 64
+	}
+	if !(o.Rate >= 0) || math.IsInf(o.Rate, 1) {
+		return o, fmt.Errorf("loadgen: rate %g: want a finite number of requests a second, 0 for no pacing", o.Rate)
 	}
 	if o.Users <= 0 {
 		o.Users = 10_000
@@ -93,6 +108,7 @@ func (o Options) withDefaults() (Options, error) {
 // (bad options); what went wrong during the run is in the Report, and
 // Report.Failed says whether it found a violation.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	ownClient := o.Client == nil
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
@@ -102,6 +118,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	run := &runState{opts: o, started: time.Now()}
+	run.pace = newPacer(o.Rate, run.started)
 	loadCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 
@@ -120,6 +137,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	rep := newReport(o, elapsed, clients)
 	rep.Verify = verify(context.WithoutCancel(ctx), run, clients)
+	if ownClient {
+		o.Client.CloseIdleConnections() // a connection for every client: not left behind
+	}
 	return rep, nil
 }
 
@@ -127,6 +147,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 type runState struct {
 	opts    Options
 	started time.Time
+	pace    *pacer        // nil: no pacing
 	next    atomic.Uint64 // round robin over the targets
 
 	requests   atomic.Uint64

@@ -15,6 +15,7 @@ type Report struct {
 	Requests   int
 	Errors     int // transport errors and 4xx/5xx answers
 	Routes     []RouteStats
+	All        RouteStats     // every route together
 	ByStatus   map[int]int    // 0 counts transport errors
 	ErrorBody  map[int]string // an example answer for each error status
 	Checks     int            // reads checked against the client's own writes
@@ -41,6 +42,7 @@ func (r *Report) Failed() bool { return r.Violations() > 0 }
 
 func newReport(o Options, elapsed time.Duration, clients []*client) *Report {
 	rep := &Report{Options: o, Elapsed: elapsed, ByStatus: map[int]int{}, ErrorBody: map[int]string{}}
+	var all []time.Duration
 	for rt := range numRoutes {
 		rs := RouteStats{Route: routeNames[rt], ByStatus: map[int]int{}}
 		var lat []time.Duration
@@ -54,6 +56,7 @@ func newReport(o Options, elapsed time.Duration, clients []*client) *Report {
 				}
 			}
 		}
+		all = append(all, lat...)
 		slices.Sort(lat)
 		rs.Count = len(lat)
 		rs.P50, rs.P95, rs.P99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
@@ -61,6 +64,9 @@ func newReport(o Options, elapsed time.Duration, clients []*client) *Report {
 		rep.Errors += rs.Errors
 		rep.Routes = append(rep.Routes, rs)
 	}
+	slices.Sort(all)
+	rep.All = RouteStats{Route: "all", Count: len(all), Errors: rep.Errors, ByStatus: rep.ByStatus,
+		P50: percentile(all, 50), P95: percentile(all, 95), P99: percentile(all, 99)}
 	for _, c := range clients {
 		for st, b := range c.errBody {
 			if _, ok := rep.ErrorBody[st]; !ok {
@@ -91,11 +97,15 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 func (r *Report) Write(w io.Writer) {
 	o := r.Options
 	secs := r.Elapsed.Seconds()
-	fmt.Fprintf(w, "\nloadgen: %s against %s; %d clients, %d%% reads, %d-user population\n",
-		r.Elapsed.Round(time.Millisecond), strings.Join(o.Targets, ", "), o.Concurrency, o.ReadPercent, o.Users)
+	pacing := ""
+	if o.Rate > 0 {
+		pacing = fmt.Sprintf(", paced at %g req/s", o.Rate)
+	}
+	fmt.Fprintf(w, "\nloadgen: %s against %s; %d clients%s, %d%% reads, %d-user population\n",
+		r.Elapsed.Round(time.Millisecond), strings.Join(o.Targets, ", "), o.Concurrency, pacing, o.ReadPercent, o.Users)
 	fmt.Fprintf(w, "requests: %d in %.1fs = %.0f/s; errors: %d\n\n", r.Requests, secs, float64(r.Requests)/secs, r.Errors)
 	fmt.Fprintf(w, "%-24s %9s %9s %9s %9s %9s %7s\n", "route", "count", "req/s", "p50", "p95", "p99", "errors")
-	for _, rs := range r.Routes {
+	for _, rs := range append(slices.Clone(r.Routes), r.All) {
 		fmt.Fprintf(w, "%-24s %9d %9.1f %9s %9s %9s %7d\n", rs.Route, rs.Count, float64(rs.Count)/secs,
 			ms(rs.P50), ms(rs.P95), ms(rs.P99), rs.Errors)
 	}
