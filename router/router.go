@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -84,19 +85,23 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	up := 0
+	var why []string
 	for _, st := range r.shards {
 		if st.set.PrimaryIndex() >= 0 {
 			up++
-		} else {
-			log.Warn("shard has no reachable primary at open", "shard", st.name)
+			continue
 		}
+		cause := primaryError(st.set.Stats())
+		log.Warn("shard has no reachable primary at open", "shard", st.name, "err", cause)
+		why = append(why, "shard "+st.name+": "+cause)
 	}
 	if up == 0 {
 		r.closeSets()
+		msg := "router: no shard primary reachable: " + strings.Join(why, "; ")
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("router: no shard primary reachable: %w", ctx.Err())
+			return nil, fmt.Errorf("%s: %w", msg, ctx.Err())
 		}
-		return nil, errors.New("router: no shard primary reachable")
+		return nil, errors.New(msg)
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
@@ -108,6 +113,24 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		}()
 	}
 	return r, nil
+}
+
+// primaryError says why a set has no primary: the configured primary's
+// last check error (pgx errors name user and database, never a password).
+func primaryError(st replica.Stats) string {
+	if len(st.Nodes) == 0 {
+		return "no nodes"
+	}
+	n := st.Nodes[0]
+	switch {
+	case st.SplitBrain:
+		return "more than one node reports primary"
+	case n.Error != "":
+		return n.Addr + ": " + n.Error
+	case n.Role == replica.RoleReplica:
+		return n.Addr + " is in recovery (a replica), and no other node reports primary"
+	}
+	return n.Addr + ": not reachable"
 }
 
 // Close stops the listeners and checkers and closes every pool. It is

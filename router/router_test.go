@@ -60,9 +60,25 @@ func TestOpenFailsWithNoReachablePrimary(t *testing.T) {
 	cfg := router.Config{Shards: []router.ShardConfig{{Range: "-", Primary: "postgres://u:p@127.0.0.1:1/db?connect_timeout=1"}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if r, err := router.Open(ctx, cfg); err == nil {
+	r, err := router.Open(ctx, cfg)
+	if err == nil {
 		r.Close()
 		t.Fatal("Open succeeded with no reachable primary")
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:1/db") || !strings.Contains(err.Error(), "connect") {
+		t.Errorf("error %q does not say which node failed and why", err)
+	}
+
+	// A wrong password: the error says so, without the password.
+	bad := config(t, cluster)
+	bad.Shards = bad.Shards[:1]
+	bad.Shards[0].Range = "-"
+	bad.Shards[0].Primary = strings.Replace(bad.Shards[0].Primary, ":pgshard@", ":Wr0ngPassw0rd@", 1)
+	bad.Shards[0].Replicas = nil
+	bad.Replica.ConnectTimeout = time.Second
+	_, err = router.Open(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "password authentication failed") || strings.Contains(err.Error(), "Wr0ngPassw0rd") {
+		t.Errorf("Open with a wrong password: %v; want the server's reason, without the password", err)
 	}
 }
 
