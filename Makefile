@@ -3,7 +3,7 @@ GO ?= go
 PKGS ?= ./...
 TEST_TIMEOUT ?= 9m
 
-.PHONY: test vet fmt bench fuzz deps run
+.PHONY: test vet fmt bench fuzz deps run soak
 
 ## test: install what the tests need, then vet and run every test with the race detector.
 test: deps vet
@@ -35,10 +35,18 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	FuzzParseRange:./shard FuzzNewMap:./shard \
 	FuzzParseLSN:./replica FuzzParseSession:./router \
-	FuzzReadJSONName:./examples/server FuzzParseID:./examples/server FuzzParseTopology:./examples/server
+	FuzzReadJSONName:./examples/server FuzzParseID:./examples/server FuzzParseTopology:./examples/server \
+	FuzzHandler:./examples/server
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do \
 		name=$${t%%:*}; pkg=$${t#*:}; \
 		echo "== $$name ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
+
+## soak: 10 minutes of loadgen at a steady rate against a dev server (4 shards x 1 replica) run as its
+## own process; prints a markdown summary (SOAK_OUT=file keeps a copy). Exits 1 on any error or violation.
+SOAK_DURATION ?= 10m
+SOAK_RATE ?= 1000
+soak: deps
+	$(GO) run ./examples/soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE) $(if $(SOAK_OUT),-out $(SOAK_OUT))
