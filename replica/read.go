@@ -146,12 +146,20 @@ func (s *Set) fallbackTarget(ctx context.Context) (target, error) {
 // it is now, waiting up to MaxWait for it to get there. ok reports that the
 // returned connection sees min; on !ok with a nil error, the replica is
 // behind.
+//
+// With no primary to fall back to, it waits up to ConnectTimeout instead:
+// a replica that has received a write but not replayed it yet usually gets
+// there within milliseconds, and waiting beats failing the read.
 func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, err error) {
 	t, err = s.acquire(ctx, n, false)
 	if err != nil {
 		return t, false, err
 	}
-	deadline := s.now().Add(s.opts.MaxWait)
+	wait := s.opts.MaxWait
+	if _, werr := s.writer(); werr != nil {
+		wait = max(wait, s.opts.ConnectTimeout)
+	}
+	deadline := s.now().Add(wait)
 	for {
 		var text string
 		if err := t.conn.QueryRow(ctx, probeSQL).Scan(&text); err != nil {

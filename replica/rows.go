@@ -196,7 +196,14 @@ func (r *Row) Scan(dest ...any) error {
 		return err
 	}
 	rows.Close()
-	return rows.Err()
+	err := rows.Err()
+	if err != nil && connLevel(rows.ctx, err) {
+		// The row arrived whole; only the end of the result was lost with
+		// the connection (a node that crashed just then). QueryRow wants
+		// nothing more, so the read stands.
+		return nil
+	}
+	return err
 }
 
 // Served says which node answered, after Scan.
