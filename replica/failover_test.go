@@ -85,3 +85,42 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 		t.Fatalf("write with two primaries: %v, want ErrSplitBrain", err)
 	}
 }
+
+// With the primary down, a read-your-writes read whose write a replica has
+// received but not replayed waits for the replay instead of failing.
+func TestReadYourWritesWaitsForReplayWithPrimaryDown(t *testing.T) {
+	ctx := context.Background()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 1, Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := fast
+	opts.MaxLag = 5 * time.Second
+	s := newSet(t, c, opts)
+	sh := c.Shards()[0]
+	mustExec(t, s, "CREATE TABLE seen (id int)")
+	if err := sh.Replicas[0].PauseReplay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, lsn, err := s.ExecLSN(ctx, "INSERT INTO seen VALUES (1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Primary.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "primary seen down", func() bool { return s.Stats().PrimaryDown })
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		sh.Replicas[0].ResumeReplay(context.Background())
+	}()
+	var n int
+	row := s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT count(*) FROM seen")
+	if err := row.Scan(&n); err != nil {
+		t.Fatalf("read-your-writes read with the primary down: %v", err)
+	}
+	if n != 1 || row.Served().Role != replica.RoleReplica {
+		t.Errorf("read %d rows from the %s, want 1 from the replica", n, row.Served().Role)
+	}
+}
