@@ -60,6 +60,9 @@
 // the commit, read in the same round trip. A read with ReadOptions.MinLSN
 // goes only to a replica known to have replayed that position, probing one
 // replica once when its last known position is older (waiting up to
-// Options.MaxWait), else to the primary. ReadOptions.Observe reports the
+// Options.MaxWait), else to the primary. While no node takes writes, such a
+// read waits up to Options.ConnectTimeout for a reachable replica to replay
+// its position rather than fail: with the primary gone, nothing newer than
+// what the replicas received can exist. ReadOptions.Observe reports the
 // position a read saw, so a session can make its reads monotonic.
 package replica

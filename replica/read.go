@@ -122,7 +122,42 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		}
 		break
 	}
+	if o.MinLSN > 0 {
+		if t, ok := s.lastResort(ctx, o.MinLSN, avoid); ok {
+			return t, nil
+		}
+	}
 	return s.fallbackTarget(ctx)
+}
+
+// lastResort serves a read-your-writes read while no node takes writes:
+// the primary is gone, so no newer write can exist than what the replicas
+// received, and a replica that has replayed min holds the session's
+// writes. It probes the reachable replica furthest ahead, waiting for it
+// to replay min, even if it is out of rotation (a replica that was behind
+// when the primary went away is, until it catches up).
+func (s *Set) lastResort(ctx context.Context, min LSN, avoid *node) (target, bool) {
+	if _, err := s.writer(); err == nil {
+		return target{}, false
+	}
+	var best *node
+	for _, n := range s.nodes {
+		st := n.status()
+		if n == avoid || st.role != RoleReplica || !st.reachable {
+			continue
+		}
+		if best == nil || st.lsn > best.status().lsn {
+			best = n
+		}
+	}
+	if best == nil {
+		return target{}, false
+	}
+	t, ok, err := s.probe(ctx, best, min)
+	if err != nil || !ok {
+		return target{}, false
+	}
+	return t, true
 }
 
 func (s *Set) fallbackTarget(ctx context.Context) (target, error) {
