@@ -46,8 +46,10 @@ type Served struct {
 // preceding statement of the same batch could see.
 const observeSQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text`
 
-// probeSQL asks a replica how far it has replayed.
-const probeSQL = `SELECT pg_last_wal_replay_lsn()::text`
+// probeSQL asks a replica how far it has replayed. A node promoted since
+// its last check answers with its own position: it has everything it ever
+// replayed, and everything written on it since.
+const probeSQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text`
 
 // Query runs a read on an eligible replica (or as Options.Fallback says).
 func (s *Set) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
@@ -191,7 +193,9 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 		return t, false, err
 	}
 	wait := s.opts.MaxWait
-	if _, werr := s.writer(); werr != nil {
+	_, werr := s.writer()
+	noPrimary := werr != nil
+	if noPrimary {
 		wait = max(wait, s.opts.ConnectTimeout)
 	}
 	deadline := s.now().Add(wait)
@@ -219,6 +223,13 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 		if !s.now().Before(deadline) {
 			t.release()
 			return target{}, false, nil
+		}
+		if noPrimary && s.opts.MaxWait == 0 {
+			if _, err := s.writer(); err == nil {
+				// A primary is back (or promoted): read there instead.
+				t.release()
+				return target{}, false, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -262,6 +273,12 @@ func (s *Set) ejectNode(n *node, err error) {
 		s.log.Warn("replica ejected", "node", n.addr, "reason", ReasonUnreachable, "err", cleanError(err))
 	}
 }
+
+// ConnError reports whether err is a failure to reach or talk to a node
+// (refused, reset, timed out, shutting down) rather than an error the
+// server returned for the statement. A read that failed so can be run
+// again: the set sends it to another node when it can.
+func ConnError(err error) bool { return connLevel(context.Background(), err) }
 
 // connLevel reports whether err is a failure to reach or talk to the
 // server, as opposed to an error the server returned or the caller's own

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/replica"
 )
 
 // GatherOptions shape a Gather.
@@ -62,9 +64,18 @@ func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan 
 				errs[i] = ctx.Err()
 				return
 			}
-			rows, err := Target{r: r, s: st}.Query(ctx, sql, args...)
-			if err == nil {
-				results[i], err = pgx.CollectRows(rows, scan)
+			var err error
+			for try := 0; try < 2; try++ {
+				var rows pgx.Rows
+				rows, err = Target{r: r, s: st}.Query(ctx, sql, args...)
+				if err == nil {
+					results[i], err = pgx.CollectRows(rows, scan)
+				}
+				// Gather holds the rows itself, so a read cut off by a
+				// node's failure, even midway, can start over elsewhere.
+				if err == nil || ctx.Err() != nil || !replica.ConnError(err) {
+					break
+				}
 			}
 			if err != nil {
 				errs[i] = err

@@ -27,13 +27,14 @@ func (r *Router) listen(ctx context.Context, st *shardState) {
 	for ctx.Err() == nil {
 		idx := st.set.PrimaryIndex()
 		if idx >= 0 {
-			err := r.listenOnce(ctx, st, idx)
+			listened, err := r.listenOnce(ctx, st, idx)
 			if ctx.Err() != nil {
 				return
 			}
-			if err == nil {
+			if listened {
 				backoff = listenBackoff0 // it had worked: retry promptly
-			} else {
+			}
+			if err != nil {
 				r.log.Warn("cache listener down", "shard", st.name, "err", err.Error())
 			}
 		}
@@ -49,12 +50,13 @@ func (r *Router) listen(ctx context.Context, st *shardState) {
 
 // listenOnce connects to node idx, listens, purges the caches (anything
 // may have been missed while not listening) and handles notifications
-// until the connection fails or the primary changes. A nil error means it
-// stopped because the primary moved.
-func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) error {
+// until the connection fails or the primary changes. listened reports that
+// it got as far as listening; a nil error means it stopped because the
+// primary moved.
+func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (listened bool, err error) {
 	cfg, err := pgx.ParseConfig(st.dsns[idx])
 	if err != nil {
-		return err
+		return false, err
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	cfg.Tracer = nil
@@ -62,7 +64,7 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) error 
 	conn, err := pgx.ConnectConfig(connectCtx, cfg)
 	cancel()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		st.listening.Store(false)
@@ -71,12 +73,12 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) error 
 		cancel()
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.channel}.Sanitize()); err != nil {
-		return err
+		return false, err
 	}
 	// Listening now: every commit from here on will be announced. Loads
 	// must see at least the present, and what was cached before may be stale.
 	if err := r.raiseFloorFrom(ctx, conn, st); err != nil {
-		return err
+		return false, err
 	}
 	r.purgeLocal()
 	st.reconnects.Add(1)
@@ -88,17 +90,17 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) error 
 		n, err := conn.WaitForNotification(wait)
 		cancel()
 		if ctx.Err() != nil {
-			return nil
+			return true, nil
 		}
 		if n == nil {
 			if err != nil && wait.Err() == nil {
-				return err // the connection failed
+				return true, err // the connection failed
 			}
 			if conn.IsClosed() {
-				return err
+				return true, err
 			}
 			if st.set.PrimaryIndex() != idx {
-				return nil // promoted elsewhere: follow the new primary
+				return true, nil // promoted elsewhere: follow the new primary
 			}
 			continue
 		}
@@ -107,7 +109,7 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) error 
 		// position read now is past that commit.
 		if err := r.raiseFloorFrom(ctx, conn, st); err != nil {
 			r.purgeLocal()
-			return err
+			return true, err
 		}
 		if !ok {
 			r.purgeLocal()
