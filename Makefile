@@ -3,7 +3,7 @@ GO ?= go
 PKGS ?= ./...
 TEST_TIMEOUT ?= 9m
 
-.PHONY: test vet fmt bench fuzz deps run soak
+.PHONY: test vet fmt bench fuzz deps run soak chaos
 
 ## test: install what the tests need, then vet and run every test with the race detector.
 test: deps vet
@@ -50,3 +50,7 @@ SOAK_DURATION ?= 10m
 SOAK_RATE ?= 1000
 soak: deps
 	$(GO) run ./examples/soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE) $(if $(SOAK_OUT),-out $(SOAK_OUT))
+
+## chaos: the chaos suite at full length (about 4 minutes); regenerates RELIABILITY.md.
+chaos: deps
+	$(GO) test -run '^TestChaos$$' -count=1 -timeout 30m -v ./examples/server -chaos=full -chaos.report=RELIABILITY.md
