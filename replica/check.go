@@ -49,6 +49,7 @@ func (s *Set) run(ctx context.Context) {
 // probe is one node's answer to checkSQL.
 type probe struct {
 	ok        bool
+	slow      bool // failed by timing out, not by the node refusing or dropping us
 	err       string
 	inRecov   bool
 	lsn       LSN
@@ -108,6 +109,7 @@ func (s *Set) checkNode(ctx context.Context, n *node, first bool) probe {
 		cancel()
 		n.conn = nil
 		p.err = cleanError(err)
+		p.slow = !nodeDown(err)
 		return p
 	}
 	if lsn != nil {
@@ -156,6 +158,9 @@ func (s *Set) dial(ctx context.Context, n *node) (*pgx.Conn, string) {
 // apply publishes a tick's probes: the primary, each replica's lag and its
 // place in rotation.
 func (s *Set) apply(probes []probe) {
+	if s.slowPrimary(probes) {
+		return
+	}
 	var primaries []int
 	for i, p := range probes {
 		if p.ok && !p.inRecov {
@@ -178,6 +183,43 @@ func (s *Set) apply(probes []probe) {
 		})
 		s.logChange(n, before, after)
 	}
+}
+
+// slowPrimary handles a tick in which the primary's check timed out for
+// the first time while no other node took its place: on a loaded machine a
+// healthy primary can be slow to answer once, and declaring it gone would
+// fail every write until the next tick. The primary keeps its role for this
+// tick and the replicas keep their last status, aging toward their own
+// staleness bound; a second failure in a row, or any hard failure, counts
+// as usual.
+func (s *Set) slowPrimary(probes []probe) bool {
+	p := s.primary.Load()
+	if p == nil {
+		return false
+	}
+	idx := -1
+	for i, n := range s.nodes {
+		if n == p {
+			idx = i
+		}
+		if probes[i].ok && !probes[i].inRecov && n != p {
+			return false // another node reports primary: decide as usual
+		}
+	}
+	pr := probes[idx]
+	if pr.ok || !pr.slow {
+		return false
+	}
+	st := p.status()
+	if st.role != RolePrimary || !st.reachable || st.bad > 0 {
+		return false
+	}
+	p.update(func(st status) status {
+		st.bad, st.good, st.err = 1, 0, pr.err
+		return st
+	})
+	s.log.Warn("primary check timed out; keeping it as primary for one more check", "node", p.addr, "err", pr.err)
+	return true
 }
 
 // next computes a node's new status from its probe.

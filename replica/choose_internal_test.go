@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -116,5 +117,37 @@ func BenchmarkPick(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A primary whose check times out once keeps its role; twice in a row, or
+// refusing connections, it does not.
+func TestSlowPrimaryCheck(t *testing.T) {
+	now := time.Now()
+	s := testSet(t,
+		status{checked: now, reachable: true, role: RolePrimary, admitted: true, checks: 5},
+		status{checked: now, reachable: true, role: RoleReplica, lagKnown: true, streaming: true, admitted: true, checks: 5})
+	s.log = slog.New(slog.DiscardHandler)
+	s.hist = newHistory(8)
+	s.primary.Store(s.nodes[0])
+	slow := []probe{{slow: true, err: "timeout", at: now}, {ok: true, inRecov: true, streaming: true, at: now}}
+
+	s.apply(slow)
+	if s.primary.Load() != s.nodes[0] || !s.nodes[0].status().reachable {
+		t.Fatal("one slow check cleared the primary")
+	}
+	if got := s.nodes[1].status().checks; got != 5 {
+		t.Errorf("the replica was re-judged during the slow tick (checks %d, want 5)", got)
+	}
+	s.apply(slow)
+	if s.primary.Load() != nil {
+		t.Error("two slow checks in a row kept the primary")
+	}
+
+	s.nodes[0].st.Store(&status{checked: now, reachable: true, role: RolePrimary, admitted: true})
+	s.primary.Store(s.nodes[0])
+	s.apply([]probe{{err: "connection refused", at: now}, slow[1]})
+	if s.primary.Load() != nil {
+		t.Error("a refused check kept the primary")
 	}
 }
