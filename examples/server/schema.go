@@ -44,7 +44,42 @@ func applySchema(ctx context.Context, r *router.Router) error {
 			return err
 		}
 	}
+	return awaitReplicas(ctx, r, 10*time.Second)
+}
+
+// awaitReplicas waits, up to limit, until every replica in rotation has
+// replayed the schema: until then a token-less read sent to one could
+// find no table there. The position to reach is read after the schema by a
+// no-op written under a session, on each shard.
+func awaitReplicas(ctx context.Context, r *router.Router, limit time.Duration) error {
+	sess := router.NewSession()
+	for _, t := range r.Shards() {
+		if _, err := t.Exec(router.WithSession(ctx, sess), "SELECT 1"); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(limit)
+	for !replayed(r, sess) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	return nil
+}
+
+// replayed reports whether every eligible replica has reached the
+// session's position on its shard.
+func replayed(r *router.Router, sess *router.Session) bool {
+	for _, sh := range r.Stats().Shards {
+		for _, n := range sh.Replica.Nodes {
+			if n.Role == replica.RoleReplica && n.Eligible && n.LSN < sess.LSN(sh.Name) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // applySchemaLater retries the schema every interval until it is applied
