@@ -267,7 +267,13 @@ func (s *Set) ejectNode(n *node, err error) {
 		return
 	}
 	if n.status().role == RolePrimary {
-		return // the checker decides about primaries; writes fail fast anyway
+		// Writes and reads behind this one fail fast, and a read-your-writes
+		// read turns to the replicas, until the checker sees it again.
+		n.update(func(st status) status {
+			st.reachable, st.err = false, cleanError(err)
+			return st
+		})
+		return
 	}
 	if n.eject(s.now(), cleanError(err)) {
 		s.log.Warn("replica ejected", "node", n.addr, "reason", ReasonUnreachable, "err", cleanError(err))

@@ -65,18 +65,7 @@ func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan 
 				return
 			}
 			var err error
-			for try := 0; try < 2; try++ {
-				var rows pgx.Rows
-				rows, err = Target{r: r, s: st}.Query(ctx, sql, args...)
-				if err == nil {
-					results[i], err = pgx.CollectRows(rows, scan)
-				}
-				// Gather holds the rows itself, so a read cut off by a
-				// node's failure, even midway, can start over elsewhere.
-				if err == nil || ctx.Err() != nil || !replica.ConnError(err) {
-					break
-				}
-			}
+			results[i], err = Collect(ctx, Target{r: r, s: st}, sql, args, scan)
 			if err != nil {
 				errs[i] = err
 				if !opts.Partial {
@@ -201,6 +190,23 @@ func (h *mergeHeap[T]) Pop() any {
 	x := h.items[len(h.items)-1]
 	h.items = h.items[:len(h.items)-1]
 	return x
+}
+
+// Collect runs a read on t and returns every row, scanned with scan.
+// Because it holds the rows itself, a read cut off by a node's failure,
+// even after rows had arrived, starts over once on another node; a plain
+// Query can retry only before its first row reaches the caller.
+func Collect[T any](ctx context.Context, t Target, sql string, args []any, scan pgx.RowToFunc[T]) ([]T, error) {
+	for try := 0; ; try++ {
+		rows, err := t.Query(ctx, sql, args...)
+		var out []T
+		if err == nil {
+			out, err = pgx.CollectRows(rows, scan)
+		}
+		if err == nil || try == 1 || ctx.Err() != nil || !replica.ConnError(err) {
+			return out, err
+		}
+	}
 }
 
 // ExecAll runs one statement on every shard's primary at once (schema

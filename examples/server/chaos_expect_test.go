@@ -15,11 +15,7 @@ import (
 // reported as such in RELIABILITY.md and logged, but does not fail the
 // test, so that make test stays green until the fix; remove its entry
 // with the fix.
-var chaosKnownGaps = map[string]string{
-	"ReplicaCrash: 0 failed reads": "a read of several rows (a user's posts, the scatter-gather feed) that the crash " +
-		"cuts off after its first rows reached the caller is not retried: replica.Rows retries on another node only " +
-		"before the first row (QueryRow keeps a row that arrived whole)",
-}
+var chaosKnownGaps = map[string]string{}
 
 // expect records an expectation that fails the test when it is not met.
 func (e *chaosEnv) expect(res *chaosResult, met bool, what, got string) {

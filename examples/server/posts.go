@@ -103,13 +103,9 @@ func (s *server) userPosts(w http.ResponseWriter, r *http.Request) error {
 	info := &router.ReadInfo{}
 	ctx := router.WithReadInfo(r.Context(), info)
 	t := s.r.User(uid)
-	rows, err := t.Query(ctx,
+	ps, err := router.Collect(ctx, t,
 		"SELECT user_id, id, body, created_at FROM posts WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-		uid, before, limit)
-	if err != nil {
-		return err
-	}
-	ps, err := pgx.CollectRows(rows, scanPost)
+		[]any{uid, before, limit}, scanPost)
 	if err != nil {
 		return err
 	}
