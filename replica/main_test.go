@@ -83,3 +83,23 @@ func mustExec(t testing.TB, s *replica.Set, sql string, args ...any) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// checksUntil polls until cond holds, and counts the checks of the node on
+// port that finished meanwhile. Bounds such as "within two checks" are
+// asserted as counts, not as wall time: this machine is shared, and a
+// slow tick stretches the time but not the count.
+func checksUntil(t testing.TB, s *replica.Set, port int, timeout time.Duration, what string, cond func() bool) int {
+	t.Helper()
+	seen := map[time.Time]bool{}
+	start := replicaStats(s, port).LastCheck
+	eventually(t, timeout, what, func() bool {
+		if c := replicaStats(s, port).LastCheck; c.After(start) {
+			seen[c] = true
+		}
+		return cond()
+	})
+	if c := replicaStats(s, port).LastCheck; c.After(start) {
+		seen[c] = true
+	}
+	return len(seen)
+}
