@@ -23,8 +23,8 @@ func (s *Set) run(ctx context.Context) {
 	defer func() {
 		for _, n := range s.nodes {
 			if n.dialing != nil {
-				if c := <-n.dialing; c != nil {
-					n.conn = c
+				if d := <-n.dialing; d.conn != nil {
+					n.conn = d.conn
 				}
 			}
 			if n.conn != nil {
@@ -127,29 +127,22 @@ func (s *Set) checkNode(ctx context.Context, n *node, first bool) probe {
 // It returns the connection once it is ready, or why there is none yet.
 func (s *Set) dial(ctx context.Context, n *node) (*pgx.Conn, string) {
 	if n.dialing == nil {
-		n.dialing = make(chan *pgx.Conn, 1)
-		n.dialErr = ""
+		n.dialing = make(chan dialed, 1)
 		go func() {
 			cctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
 			defer cancel()
 			c, err := pgx.ConnectConfig(cctx, n.check)
 			if err != nil {
-				n.dialErrMu.Lock()
-				n.dialErr = cleanError(err)
-				n.dialErrMu.Unlock()
+				n.dialing <- dialed{err: cleanError(err)}
+				return
 			}
-			n.dialing <- c
+			n.dialing <- dialed{conn: c}
 		}()
 	}
 	select {
-	case c := <-n.dialing:
+	case d := <-n.dialing:
 		n.dialing = nil
-		if c != nil {
-			return c, ""
-		}
-		n.dialErrMu.Lock()
-		defer n.dialErrMu.Unlock()
-		return nil, n.dialErr
+		return d.conn, d.err
 	default:
 		return nil, "connecting"
 	}

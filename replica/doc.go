@@ -33,7 +33,10 @@
 // with fewer outstanding queries (per weight) of two drawn at random.
 //
 // A read that fails at the connection level before it returned anything is
-// retried once on another node, and the failed replica is ejected at once.
+// retried once on another node; a node that refused or dropped the
+// connection (not one that was merely slow) leaves rotation at once. A
+// QueryRow whose node died after its row arrived keeps the row; a
+// multi-row read cut off midway is not retried (router.Collect does that).
 // A write is retried only when nothing reached the server
 // (pgconn.SafeToRetry); a transaction never is.
 //

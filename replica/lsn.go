@@ -46,22 +46,3 @@ func parseHalf(s string) (uint64, error) {
 func (l LSN) String() string {
 	return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff)
 }
-
-// Scan implements sql.Scanner, so an LSN can be scanned from a text column
-// (cast a pg_lsn to text in the query).
-func (l *LSN) Scan(src any) error {
-	switch v := src.(type) {
-	case nil:
-		*l = 0
-		return nil
-	case string:
-		p, err := ParseLSN(v)
-		*l = p
-		return err
-	case []byte:
-		p, err := ParseLSN(string(v))
-		*l = p
-		return err
-	}
-	return fmt.Errorf("%w: cannot scan %T", ErrInvalidLSN, src)
-}

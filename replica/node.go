@@ -81,12 +81,16 @@ type node struct {
 	fallbacks   atomic.Uint64
 	failures    atomic.Uint64
 
-	// The checker's own connection, and its background dial; touched only
-	// by the checker goroutine (dialErr also by the dialling goroutine).
-	conn      *pgx.Conn
-	dialing   chan *pgx.Conn
-	dialErrMu sync.Mutex
-	dialErr   string
+	// The checker's own connection and its background dial; touched only
+	// by the checker goroutine.
+	conn    *pgx.Conn
+	dialing chan dialed
+}
+
+// dialed is the outcome of a background dial: a connection or why not.
+type dialed struct {
+	conn *pgx.Conn
+	err  string
 }
 
 func (n *node) status() *status { return n.st.Load() }
@@ -101,8 +105,8 @@ func (n *node) update(f func(s status) status) (before, after *status) {
 	return before, &s
 }
 
-// eject takes the node out of rotation at once, after a connection failure
-// seen by a query rather than by the checker.
+// eject marks the node unreachable and out of rotation at once, after a
+// connection failure seen by a query rather than by the checker.
 func (n *node) eject(now time.Time, cause string) (wasAdmitted bool) {
 	before, _ := n.update(func(s status) status {
 		s.admitted, s.good, s.reachable, s.err = false, 0, false, cause

@@ -36,7 +36,8 @@ type Options struct {
 	// CheckInterval is how often every node is checked. Default 250 ms.
 	CheckInterval time.Duration
 	// CheckTimeout bounds one check of one node; a check that times out
-	// counts as failed. Default: CheckInterval.
+	// counts as failed, except a primary's first in a row, which keeps its
+	// role until the next check. Default: CheckInterval.
 	CheckTimeout time.Duration
 	// MaxLag is the oldest data a replica may serve, in time. Default 1 s.
 	MaxLag time.Duration

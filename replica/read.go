@@ -204,7 +204,7 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 		if err := t.conn.QueryRow(ctx, probeSQL).Scan(&text); err != nil {
 			t.release()
 			if connLevel(ctx, err) {
-				s.ejectNode(n, err)
+				s.nodeFailed(n, err)
 			}
 			return target{}, false, err
 		}
@@ -246,7 +246,7 @@ func (s *Set) acquire(ctx context.Context, n *node, fallback bool) (target, erro
 	if err != nil {
 		n.outstanding.Add(-1)
 		if connLevel(ctx, err) {
-			s.ejectNode(n, err)
+			s.nodeFailed(n, err)
 		}
 		return target{}, setError(s.name, fmt.Errorf("node %s: %w", n.addr, err))
 	}
@@ -258,24 +258,18 @@ func (t target) release() {
 	t.n.outstanding.Add(-1)
 }
 
-// ejectNode takes a replica that is down out of rotation now, rather than
-// at the next check. A slow answer (a timeout) is not proof of that, and
-// leaves the decision to the checker.
-func (s *Set) ejectNode(n *node, err error) {
+// nodeFailed records a connection failure seen by a query. A node that is
+// down (not merely slow) leaves rotation now rather than at the next check:
+// a replica is ejected; a primary is marked unreachable, so that the writes
+// behind this one fail fast and read-your-writes reads turn to the replicas
+// until the checker sees it again.
+func (s *Set) nodeFailed(n *node, err error) {
 	n.failures.Add(1)
 	if !nodeDown(err) {
 		return
 	}
-	if n.status().role == RolePrimary {
-		// Writes and reads behind this one fail fast, and a read-your-writes
-		// read turns to the replicas, until the checker sees it again.
-		n.update(func(st status) status {
-			st.reachable, st.err = false, cleanError(err)
-			return st
-		})
-		return
-	}
-	if n.eject(s.now(), cleanError(err)) {
+	replica := n.status().role == RoleReplica
+	if n.eject(s.now(), cleanError(err)) && replica {
 		s.log.Warn("replica ejected", "node", n.addr, "reason", ReasonUnreachable, "err", cleanError(err))
 	}
 }

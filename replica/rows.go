@@ -58,7 +58,7 @@ func (r *Rows) start(avoid *node) error {
 		if r.tries >= 2 || !connLevel(r.ctx, err) {
 			return setError(r.set.name, err)
 		}
-		r.set.ejectNode(t.n, err)
+		r.set.nodeFailed(t.n, err)
 		avoid = t.n
 	}
 }
@@ -103,7 +103,7 @@ func (r *Rows) Next() bool {
 		r.inner.Close()
 		r.inner = nil
 		r.finish()
-		r.set.ejectNode(failed, err)
+		r.set.nodeFailed(failed, err)
 		if serr := r.start(failed); serr != nil {
 			r.err = serr
 			r.Close()

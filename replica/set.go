@@ -73,6 +73,11 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	if len(cfg.Weights) > len(cfg.Replicas) {
 		return nil, setError(cfg.Name, fmt.Errorf("%w: %d Weights for %d Replicas", ErrInvalidConfig, len(cfg.Weights), len(cfg.Replicas)))
 	}
+	for i, w := range cfg.Weights {
+		if w < 0 {
+			return nil, setError(cfg.Name, fmt.Errorf("%w: Weights[%d] is negative", ErrInvalidConfig, i))
+		}
+	}
 	s := &Set{
 		name:     cfg.Name,
 		opts:     opts,
@@ -92,9 +97,6 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		weight := 1
 		if i > 0 && i-1 < len(cfg.Weights) && cfg.Weights[i-1] > 0 {
 			weight = cfg.Weights[i-1]
-		} else if i > 0 && i-1 < len(cfg.Weights) && cfg.Weights[i-1] < 0 {
-			s.closePools()
-			return nil, setError(cfg.Name, fmt.Errorf("%w: Weights[%d] is negative", ErrInvalidConfig, i-1))
 		}
 		n, err := s.newNode(dsn, weight)
 		if err != nil {

@@ -67,13 +67,7 @@ func (s *Set) writeFailed(ctx context.Context, n *node, err error) error {
 	if !connLevel(ctx, err) {
 		return setError(s.name, err)
 	}
-	n.failures.Add(1)
-	if nodeDown(err) {
-		n.update(func(st status) status {
-			st.reachable, st.err = false, cleanError(err)
-			return st
-		})
-	}
+	s.nodeFailed(n, err)
 	return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err))
 }
 
