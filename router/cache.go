@@ -25,9 +25,12 @@ type Cache[T any] struct {
 	r    *Router
 	name string
 	c    *cache.Cache[string, cached[T]]
-	// Get answers from the cache or not by its own rules (listener state,
-	// sessions), so it counts its hits and misses itself.
-	hits, misses atomic.Uint64
+	// The cache package counts every lookup; these correct its figures for
+	// what Get decides on top, so that a hit costs no shared counter here:
+	// probed counts hit-path lookups that missed (the Lookup after them
+	// counts the miss again), bypassed the reads that never reach the cache,
+	// and stale the cache hits that Get did not serve.
+	probed, bypassed, stale atomic.Uint64
 }
 
 // cached is a value with the WAL position its load saw.
@@ -62,7 +65,7 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 	}
 	if c.c == nil || !t.s.listening.Load() {
 		// Not caching, or blind to invalidations: read through.
-		c.misses.Add(1)
+		c.bypassed.Add(1)
 		v, _, err := c.load(ctx, load)
 		return v, err
 	}
@@ -71,33 +74,22 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 		// The common hit: no session to check the entry against, and no
 		// loader closure to allocate.
 		if e, ok := c.c.Get(key); ok {
-			c.hits.Add(1)
-			if info := readInfoFrom(ctx); info != nil {
-				info.setCache(t.s.name)
-			}
+			servedFromCache(ctx, t)
 			return e.v, nil
 		}
+		c.probed.Add(1)
 	}
 	e, hit, err := c.c.Lookup(ctx, key, func(ctx context.Context) (cached[T], error) {
 		v, lsn, err := c.load(ctx, load)
 		return cached[T]{v: v, lsn: lsn}, err
 	})
-	need := replica.LSN(0)
-	if sess != nil {
-		need = sess.LSN(t.s.name)
-	}
-	if hit && need > 0 && e.lsn < need && (err == nil || errors.Is(err, cache.ErrNotFound)) {
+	if hit && sess != nil && e.lsn < sess.LSN(t.s.name) && (err == nil || errors.Is(err, cache.ErrNotFound)) {
 		// Cached before this session's own write reached this process's
 		// cache (the invalidation is on its way): read past it instead.
+		c.stale.Add(1)
 		c.c.Delete(key)
-		c.misses.Add(1)
 		v, _, err := c.load(ctx, load)
 		return v, err
-	}
-	if hit {
-		c.hits.Add(1)
-	} else {
-		c.misses.Add(1)
 	}
 	if err != nil {
 		return zero, err
@@ -106,11 +98,16 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 		sess.observe(t.s.name, e.lsn) // monotonic reads: later reads see at least this
 	}
 	if hit {
-		if info := readInfoFrom(ctx); info != nil {
-			info.setCache(t.s.name)
-		}
+		servedFromCache(ctx, t)
 	}
 	return e.v, nil
+}
+
+// servedFromCache tells the context's ReadInfo, if any, that the cache answered.
+func servedFromCache(ctx context.Context, t Target) {
+	if info := readInfoFrom(ctx); info != nil {
+		info.setCache(t.s.name)
+	}
 }
 
 // load runs the user's loader with a context that raises reads to the
@@ -132,11 +129,15 @@ func (c *Cache[T]) Delete(key string) {
 // Stats returns the cache's figures. Hits and Misses count Get calls
 // answered from the cache or not, reads that bypassed it included.
 func (c *Cache[T]) Stats() cache.Stats {
+	// Read the corrections first: each is counted after the lookup it
+	// corrects, so the cache's own figures, read later, cover them.
+	probed, bypassed, stale := c.probed.Load(), c.bypassed.Load(), c.stale.Load()
 	var st cache.Stats
 	if c.c != nil {
 		st = c.c.Stats()
 	}
-	st.Hits, st.Misses = c.hits.Load(), c.misses.Load()
+	st.Hits -= stale
+	st.Misses = st.Misses - probed + bypassed + stale
 	return st
 }
 
