@@ -49,52 +49,29 @@ func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan 
 	if conc <= 0 {
 		conc = 16
 	}
-	sem := make(chan struct{}, conc)
 	results := make([][]T, len(r.shards))
-	errs := make([]error, len(r.shards))
-	var wg sync.WaitGroup
-	for i, st := range r.shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
+	failed := r.onEveryShard(ctx, conc, func(i int, t Target) error {
+		rows, err := Collect(ctx, t, sql, args, scan)
+		if err != nil {
+			if !opts.Partial {
+				cancel()
 			}
-			var err error
-			results[i], err = Collect(ctx, Target{r: r, s: st}, sql, args, scan)
-			if err != nil {
-				errs[i] = err
-				if !opts.Partial {
-					cancel()
-				}
-				return
-			}
-			if opts.Less != nil {
-				slices.SortStableFunc(results[i], func(a, b T) int {
-					switch {
-					case opts.Less(a, b):
-						return -1
-					case opts.Less(b, a):
-						return 1
-					}
-					return 0
-				})
-			}
-		}()
-	}
-	wg.Wait()
-
-	var failed []*ShardError
-	for i, err := range errs {
-		if err == nil {
-			continue
+			return err
 		}
-		failed = append(failed, &ShardError{Shard: r.shards[i].name, Err: err})
-	}
+		if opts.Less != nil {
+			slices.SortStableFunc(rows, func(a, b T) int {
+				switch {
+				case opts.Less(a, b):
+					return -1
+				case opts.Less(b, a):
+					return 1
+				}
+				return 0
+			})
+		}
+		results[i] = rows
+		return nil
+	})
 	if len(failed) > 0 && !opts.Partial {
 		failed = realFailures(failed)
 		return nil, &MultiError{Errs: failed}
@@ -209,21 +186,24 @@ func Collect[T any](ctx context.Context, t Target, sql string, args []any, scan 
 	}
 }
 
-// ExecAll runs one statement on every shard's primary at once (schema
-// changes, maintenance). It waits for every shard, and the error, a
-// *MultiError, names each shard that failed.
-func (r *Router) ExecAll(ctx context.Context, sql string, args ...any) error {
-	if r.closed.Load() {
-		return ErrClosed
-	}
+// onEveryShard runs fn for every shard, at most limit at once, and
+// returns the failures in shard order. A shard that gets no slot before ctx
+// ends fails with ctx's error.
+func (r *Router) onEveryShard(ctx context.Context, limit int, fn func(i int, t Target) error) []*ShardError {
+	sem := make(chan struct{}, limit)
 	errs := make([]error, len(r.shards))
 	var wg sync.WaitGroup
 	for i, st := range r.shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = st.set.Exec(ctx, sql, args...)
-		}()
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			errs[i] = fn(i, Target{r: r, s: st})
+		})
 	}
 	wg.Wait()
 	var failed []*ShardError
@@ -232,6 +212,20 @@ func (r *Router) ExecAll(ctx context.Context, sql string, args ...any) error {
 			failed = append(failed, &ShardError{Shard: r.shards[i].name, Err: err})
 		}
 	}
+	return failed
+}
+
+// ExecAll runs one statement on every shard's primary at once (schema
+// changes, maintenance). It waits for every shard, and the error, a
+// *MultiError, names each shard that failed.
+func (r *Router) ExecAll(ctx context.Context, sql string, args ...any) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	failed := r.onEveryShard(ctx, len(r.shards), func(_ int, t Target) error {
+		_, err := t.s.set.Exec(ctx, sql, args...)
+		return err
+	})
 	if len(failed) > 0 {
 		return &MultiError{Errs: failed}
 	}
