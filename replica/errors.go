@@ -15,6 +15,12 @@ var (
 	// ErrNoReplica means that no node may serve a read: no replica is
 	// fresh enough and the fallback policy, or its rate cap, forbids the primary.
 	ErrNoReplica = errors.New("replica: no eligible replica")
+	// ErrOutcomeUnknown means that a write's COMMIT may have run but its
+	// answer was lost (the connection broke or the node stopped answering
+	// after the commit was sent). The write may or may not be durable; a
+	// caller that retries it must make the retry idempotent. Every other
+	// error of a write means that nothing was committed.
+	ErrOutcomeUnknown = errors.New("replica: write outcome unknown")
 	// ErrClosed is returned by every call on a closed Set.
 	ErrClosed = errors.New("replica: set closed")
 	// ErrInvalidLSN is wrapped by ParseLSN's errors.

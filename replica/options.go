@@ -66,6 +66,9 @@ type Options struct {
 	// ConfigurePool, if set, is called with each node's pool configuration
 	// before the pool is created: set MaxConns, tracers and the like there.
 	ConfigurePool func(*pgxpool.Config)
+	// Tracer, if set, receives every read attempt, write outcome and node
+	// health change. Nil traces nothing.
+	Tracer Tracer
 	// Logger receives role changes and ejections, once each. Nil is silent.
 	Logger *slog.Logger
 }

@@ -43,6 +43,7 @@ type Set struct {
 	now   func() time.Time
 	base  time.Time // origin of clock()
 	log   *slog.Logger
+	trace Tracer
 
 	primary   atomic.Pointer[node] // nil when no node or several report primary
 	split     atomic.Bool
@@ -90,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.trace = opts.Tracer
+	if s.trace == nil {
+		s.trace = noTracer{}
 	}
 	s.log = s.log.With("shard", cfg.Name)
 	dsns := append([]string{cfg.Primary}, cfg.Replicas...)

@@ -17,6 +17,10 @@ type Config struct {
 	// Replica tunes every shard's replica set: check interval, lag
 	// bounds, fallback policy. The zero value takes replica's defaults.
 	Replica replica.Options
+	// Tracer, if set, receives every shard's read attempts, write outcomes
+	// and node health changes; it overrides Replica.Tracer. Nil means
+	// Replica.Tracer.
+	Tracer replica.Tracer
 	// Cache holds the defaults of caches made with NewCache. Zero Capacity
 	// means no caching unless NewCache is given its own options.
 	Cache cache.Options

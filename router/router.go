@@ -71,6 +71,9 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		rng, _ := m.Range(name)
 		ro := cfg.Replica
 		ro.Logger = log
+		if cfg.Tracer != nil {
+			ro.Tracer = cfg.Tracer
+		}
 		st := &shardState{name: name, rng: rng, dsns: append([]string{sc.Primary}, sc.Replicas...)}
 		r.shards[i] = st
 		wg.Add(1)
