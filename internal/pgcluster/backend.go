@@ -33,6 +33,11 @@ type server interface {
 	start(ctx context.Context) error
 	stop(ctx context.Context) error
 	kill(ctx context.Context) error
+	// freeze stops every process of the server (SIGSTOP, docker pause); thaw lets
+	// them run again. stop, kill and close thaw a frozen server first.
+	freeze(ctx context.Context) error
+	thaw(ctx context.Context) error
+	frozen() bool
 	// close stops the server for good; its backend's close removes the data.
 	close(ctx context.Context) error
 	logTail(ctx context.Context, lines int) string

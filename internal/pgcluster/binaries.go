@@ -16,7 +16,7 @@ const minMajor = 15
 
 // binaries is one installation of the PostgreSQL server programs.
 type binaries struct {
-	dir     string // folder of initdb, postgres and pg_basebackup
+	dir     string // folder of initdb, postgres, pg_basebackup and pg_resetwal
 	version string // e.g. "15.18", from postgres --version
 	major   int
 }
@@ -66,7 +66,7 @@ func findBinaries(ctx context.Context, dir string) (binaries, error) {
 
 func probeBinaries(ctx context.Context, dir string) (binaries, error) {
 	b := binaries{dir: dir}
-	for _, p := range []string{"postgres", "initdb", "pg_basebackup"} {
+	for _, p := range []string{"postgres", "initdb", "pg_basebackup", "pg_resetwal"} {
 		if fi, err := os.Stat(b.path(p)); err != nil || fi.Mode()&0o111 == 0 {
 			return b, fmt.Errorf("%s: no executable %s", dir, p)
 		}

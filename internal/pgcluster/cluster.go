@@ -23,6 +23,10 @@ type Cluster struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	mu      sync.Mutex
+	proxies []*Proxy
+	closed  bool
 }
 
 // Shard describes one shard as it was started, a plain value that is safe for concurrent
@@ -107,7 +111,18 @@ func (c *Cluster) startShard(ctx context.Context, sh *Shard) error {
 
 func (c *Cluster) newNode(shard, name string, srv server) *Node {
 	return &Node{name: name, shard: shard, user: c.opts.User, password: c.opts.Password,
-		database: c.opts.Database, srv: srv}
+		database: c.opts.Database, srv: srv, cluster: c}
+}
+
+// addProxy registers p to be closed with the cluster; false when the cluster is closed.
+func (c *Cluster) addProxy(p *Proxy) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.proxies = append(c.proxies, p)
+	return true
 }
 
 // Shards returns the shards in order: shard0, shard1, ...
@@ -157,12 +172,21 @@ func count(n int, noun string) string {
 	return strconv.Itoa(n) + " " + noun + "s"
 }
 
-// Close stops every server of the cluster and removes their data, unless Options.DataDir
-// asked to keep it. It is safe to call more than once; later calls return the first's result.
+// Close closes every proxy, thaws every frozen node, stops every server of the cluster
+// and removes their data, unless Options.DataDir asked to keep it. It is safe to call
+// more than once; later calls return the first's result.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
+		c.mu.Lock()
+		c.closed = true
+		proxies := c.proxies
+		c.mu.Unlock()
+		for _, p := range proxies {
+			_ = p.Close()
+		}
+		// Each server's close thaws it before it stops it.
 		errs := make([]error, len(c.nodes)+1)
 		var wg sync.WaitGroup
 		for i, n := range c.nodes {

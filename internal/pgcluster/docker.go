@@ -157,7 +157,9 @@ type dockerServer struct {
 	name  string
 	portN int
 	res   *dockertest.Resource
-	mu    sync.Mutex // serialises start, stop, kill and close
+	mu    sync.Mutex // serialises start, stop, kill, freeze, thaw and close
+	// paused: the container was paused (see freeze).
+	paused bool
 }
 
 func (s *dockerServer) container() string { return s.b.prefix + "-" + s.name }
@@ -188,6 +190,9 @@ func (s *dockerServer) kill(ctx context.Context) error { return s.signal(ctx, dc
 func (s *dockerServer) signal(ctx context.Context, sig dc.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.unpauseLocked(ctx); err != nil { // the engine signals no paused container
+		return err
+	}
 	id := s.res.Container.ID
 	err := s.b.pool.Client.KillContainer(dc.KillContainerOptions{ID: id, Signal: sig, Context: ctx})
 	var notRunning *dc.ContainerNotRunning
@@ -201,10 +206,48 @@ func (s *dockerServer) signal(ctx context.Context, sig dc.Signal) error {
 	return err
 }
 
-func (s *dockerServer) close(context.Context) error {
+func (s *dockerServer) close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.unpauseLocked(ctx)
 	return s.b.pool.Purge(s.res)
+}
+
+// freeze pauses the container: the cgroup freezer stops every process in it.
+func (s *dockerServer) freeze(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.paused {
+		return nil
+	}
+	if err := s.b.pool.Client.PauseContainer(s.res.Container.ID); err != nil {
+		return err
+	}
+	s.paused = true
+	return nil
+}
+
+func (s *dockerServer) thaw(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unpauseLocked(ctx)
+}
+
+func (s *dockerServer) unpauseLocked(context.Context) error {
+	if !s.paused {
+		return nil
+	}
+	if err := s.b.pool.Client.UnpauseContainer(s.res.Container.ID); err != nil {
+		return err
+	}
+	s.paused = false
+	return nil
+}
+
+func (s *dockerServer) frozen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paused
 }
 
 func (s *dockerServer) logTail(ctx context.Context, lines int) string {

@@ -127,6 +127,9 @@ func (b *localBackend) startPrimary(ctx context.Context, name string) (server, e
 	if err := copyTree(b.template, dir, b.owner); err != nil {
 		return nil, &NodeError{Node: name, Op: "copy the template for", Err: err}
 	}
+	if err := b.giveSystemIdentifier(ctx, dir); err != nil {
+		return nil, &NodeError{Node: name, Op: "give a system identifier to", Err: err}
+	}
 	return b.launch(ctx, name, dir)
 }
 
@@ -261,7 +264,13 @@ func sweepStale(tmp string) {
 		pidText, _, _ := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidText)
 		dir := filepath.Join(tmp, e.Name())
-		if err != nil || pid == os.Getpid() || alive(pid) || hasLivePostmaster(dir) {
+		if err != nil || pid == os.Getpid() || alive(pid) {
+			continue
+		}
+		if pms := livePostmasters(dir); len(pms) > 0 {
+			for _, pm := range pms {
+				thawStale(pm) // so that it acts on its parent-death signal, and exits
+			}
 			continue
 		}
 		_ = os.RemoveAll(dir)
@@ -273,14 +282,16 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func hasLivePostmaster(dir string) bool {
+// livePostmasters returns the postmasters that still run from the data folders in dir.
+func livePostmasters(dir string) []int {
+	var pids []int
 	files, _ := filepath.Glob(filepath.Join(dir, "*", "postmaster.pid"))
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
 		first, _, _ := strings.Cut(string(b), "\n")
 		if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && alive(pid) {
-			return true
+			pids = append(pids, pid)
 		}
 	}
-	return false
+	return pids
 }

@@ -106,3 +106,18 @@ func remaining(pids []int) []int {
 	}
 	return left
 }
+
+// procState returns a process's state letter from /proc ('T' when stopped), or 0 when
+// it is gone.
+func procState(pid int) byte {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) == 0 {
+		return 0
+	}
+	return fields[0][0]
+}

@@ -17,6 +17,7 @@ type Node struct {
 	password string
 	database string
 	srv      server
+	cluster  *Cluster // closes the node's proxies
 }
 
 // Name returns the node's name, such as "shard0-primary" or "shard1-replica2".

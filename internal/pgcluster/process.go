@@ -27,6 +27,8 @@ type localServer struct {
 	cmd    *exec.Cmd     // nil when stopped
 	exited chan struct{} // closed when cmd has exited
 	closed bool
+	// isFrozen: the postmaster and its processes were sent SIGSTOP (see freeze).
+	isFrozen bool
 }
 
 func (s *localServer) port() int {
@@ -129,6 +131,7 @@ func (s *localServer) stopLocked(ctx context.Context, sig syscall.Signal) error 
 	if s.cmd == nil {
 		return nil
 	}
+	s.thawLocked() // a stopped process would not act on sig
 	for _, step := range []struct {
 		sig  syscall.Signal
 		wait time.Duration
@@ -178,7 +181,7 @@ func (s *localServer) killLocked() {
 	_ = pm.Signal(syscall.SIGKILL)
 	<-s.exited
 	reap(kids)
-	s.cmd = nil
+	s.cmd, s.isFrozen = nil, false
 }
 
 // reap waits, for a few seconds at most, for the given orphans to be handed to this

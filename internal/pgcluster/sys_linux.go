@@ -78,3 +78,33 @@ func procStat(pid int) (state byte, ppid int) {
 	ppid, _ = strconv.Atoi(fields[1])
 	return fields[0][0], ppid
 }
+
+// descendants returns the processes below pid: its children, theirs, and so on.
+func descendants(pid int) []int {
+	kids := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if state, parent := procStat(p); state != 0 {
+			kids[parent] = append(kids[parent], p)
+		}
+	}
+	var out []int
+	for queue := kids[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, kids[queue[0]]...)
+	}
+	return out
+}
+
+// thawStale sends SIGCONT to a postmaster, and to its processes, whose test process
+// died while it was frozen: the parent-death signal waits, pending, until it runs again.
+func thawStale(pid int) {
+	for _, p := range descendants(pid) {
+		_ = syscall.Kill(p, syscall.SIGCONT)
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+}

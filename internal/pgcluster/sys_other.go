@@ -21,3 +21,7 @@ func runParent() string { return os.TempDir() }
 func childrenOf(int) []int { return nil }
 
 func waitStopped(int) {}
+
+func descendants(int) []int { return nil }
+
+func thawStale(pid int) { _ = syscall.Kill(pid, syscall.SIGCONT) }
