@@ -14,16 +14,28 @@
 //
 // Every node listens on 127.0.0.1 on a free port, has the database and the password
 // login role that Options names, and a superuser postgres with the same password
-// (Node.SuperDSN). Fault injection for tests is on Node: Stop, Start, Kill, Promote,
-// PauseReplay, ResumeReplay, SetSetting.
+// (Node.SuperDSN). Each shard's primary has a system identifier of its own, which its
+// replicas share, so that a check of which primary a replica follows means something.
+//
+// # Faults
+//
+// Fault injection for tests is on Node: Stop, Start, Kill, Promote, PauseReplay,
+// ResumeReplay, SetSetting, SuperExec (pg_terminate_backend), and Freeze and Thaw, which
+// stop every process of a node cold (SIGSTOP) and let it run again. A frozen node is never
+// left behind: FreezeForTest thaws at the end of the test, and Stop, Kill and Close thaw
+// first.
+//
+// Faults on the path of one client to one node go through a Proxy (Node.Proxy): the test
+// gives the proxy's DSN to that client alone, then blackholes, severs, slows or makes
+// lossy its path, and heals it. Close closes the cluster's proxies.
 //
 // # Backends
 //
 // The local backend runs the server binaries of this machine (initdb, postgres,
 // pg_basebackup; the highest version that is at least 15), as the system user postgres
 // when the process runs as root. initdb runs once per version and role: its result is
-// cached under os.TempDir() and copied for each primary; replicas are cloned with
-// pg_basebackup. Each postmaster is a child of the test process and receives SIGQUIT from
+// cached under os.TempDir() and copied for each primary, which then gets a system
+// identifier of its own (see pg_resetwal); replicas are cloned with pg_basebackup. Each postmaster is a child of the test process and receives SIGQUIT from
 // the kernel if that process dies, so that no server outlives a test binary that
 // crashed or was killed; the folders such a binary leaves are removed by the next Start.
 //
