@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshard/pgshard/examples/internal/loadgen"
+	"github.com/pgshard/pgshard/internal/loadgen"
 )
 
 func TestParseMetrics(t *testing.T) {

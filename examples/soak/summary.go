@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgshard/pgshard/examples/internal/loadgen"
+	"github.com/pgshard/pgshard/internal/loadgen"
 )
 
 // summary is what a soak found.

@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
+)
+
+// chromiumPath is Debian's chromium; examples/scripts/ensure-chromium.sh
+// installs it.
+const chromiumPath = "/usr/bin/chromium"
+
+// screenshotEnv names a file to save the dashboard's screenshot to, for
+// docs/dashboard.png: PGSHARD_SCREENSHOT=$PWD/docs/dashboard.png go test -run Dashboard ./examples/server
+const screenshotEnv = "PGSHARD_SCREENSHOT"
+
+// The dashboard in a real headless Chromium: it loads, shows every node of
+// every shard, and marks a replica whose replay is paused as lagging within
+// 2 s of the primary moving on.
+func TestDashboardInChromium(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no %s: run examples/scripts/ensure-chromium.sh (as root: apt-get install -y chromium) to run the dashboard test", chromiumPath)
+	}
+	in := start(t, nil, Options{Instance: "127.0.0.1:8080"})
+	for i := range 20 { // some figures for the page
+		u, _ := in.createUser(fmt.Sprintf("dash %d", i))
+		for range 5 {
+			in.do("GET", "/users/"+u.ID, nil)
+		}
+		in.do("POST", "/users/"+u.ID+"/posts", map[string]string{"body": "hello"})
+	}
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-component-update", true), chromedp.WindowSize(1440, 900))...)
+	defer cancelAlloc() // stops the browser process
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.http.URL+"/debug/shards")); err != nil {
+		t.Fatal(err)
+	}
+	wait, cancelWait := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelWait()
+	if err := chromedp.Do(wait, chromedp.WaitReady(chromedp.CSS(`body[data-loaded="true"]`))); err != nil {
+		t.Fatalf("the page never drew shards.json: %v", err)
+	}
+
+	// Every node of every shard is on the page.
+	st := in.r.Stats()
+	nodes := 0
+	for _, sh := range st.Shards {
+		for _, n := range sh.Replica.Nodes {
+			nodes++
+			role := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('tr.node[data-shard=%q][data-node=%q]')?.dataset.role ?? "missing"`, sh.Name, n.Addr))
+			if role != n.Role.String() {
+				t.Errorf("node %s of %s: role on the page %q, want %q", n.Addr, sh.Name, role, n.Role)
+			}
+		}
+	}
+	if got := eval[int](t, ctx, `document.querySelectorAll("tr.node").length`); got != nodes || nodes != 4 {
+		t.Errorf("the page shows %d nodes, want %d (2 shards x 2)", got, nodes)
+	}
+
+	// Pause shard0's replica and keep writing on its primary.
+	sh := cluster.Shards()[0]
+	rep := sh.Replicas[0]
+	var addr string
+	for _, n := range st.Shards[0].Replica.Nodes {
+		if n.Role.String() == "replica" {
+			addr = n.Addr
+		}
+	}
+	if addr == "" || !eqPort(addr, rep.Port()) {
+		t.Fatalf("shard0's replica %s is not node %s", addr, rep)
+	}
+	bg := context.Background()
+	if err := rep.PauseReplay(bg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rep.ResumeReplay(bg); err != nil {
+			t.Error(err)
+		}
+		cctx, cancel := context.WithTimeout(bg, 30*time.Second)
+		defer cancel()
+		if err := rep.WaitCaughtUp(cctx, sh.Primary); err != nil {
+			t.Error(err)
+		}
+	})
+	conn, err := pgx.Connect(bg, sh.Primary.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(bg)
+	if _, err := conn.Exec(bg, "CREATE TABLE IF NOT EXISTS dashboard_ticks (at timestamptz)"); err != nil {
+		t.Fatal(err)
+	}
+	stopWrites := make(chan struct{})
+	writesDone := make(chan struct{})
+	go func() {
+		defer close(writesDone)
+		for {
+			select {
+			case <-stopWrites:
+				return
+			case <-time.After(20 * time.Millisecond):
+				conn.Exec(bg, "INSERT INTO dashboard_ticks VALUES (now())")
+			}
+		}
+	}()
+	defer func() { close(stopWrites); <-writesDone }()
+
+	paused := time.Now()
+	state := ""
+	for time.Since(paused) < 5*time.Second {
+		state = eval[string](t, ctx, fmt.Sprintf(`document.querySelector('tr.node[data-node=%q]')?.dataset.state ?? "missing"`, addr))
+		if state == "lagging" {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	took := time.Since(paused)
+	switch {
+	case state != "lagging":
+		t.Fatalf("the paused replica is %q on the page after %v, want lagging", state, took)
+	case took > 2*time.Second:
+		t.Errorf("the page marked the paused replica lagging after %v, want within 2s", took)
+	default:
+		t.Logf("the page marked the paused replica lagging after %v", took.Round(time.Millisecond))
+	}
+
+	if path := os.Getenv(screenshotEnv); path != "" {
+		time.Sleep(4 * time.Second) // some history in the charts
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot saved to %s", path)
+	}
+	want(t, "server still healthy", in.do("GET", "/healthz", nil), http.StatusOK)
+}
+
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ectx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// eqPort reports whether a node address, host:port/database, has port.
+func eqPort(addr string, port int) bool {
+	hostPort, _, _ := strings.Cut(addr, "/")
+	_, p, err := net.SplitHostPort(hostPort)
+	return err == nil && p == strconv.Itoa(port)
+}

@@ -1,0 +1,50 @@
+package app
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A -data folder kept by one run starts the next run with its data.
+func TestDevClusterKeepsData(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil { // the servers run as postgres
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "data")
+	c, topo, err := StartDevCluster(ctx, 1, 0, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, topo.Shards[0].Primary)
+	if err == nil {
+		_, err = conn.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
+		conn.Close(ctx)
+	}
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c, topo, err = StartDevCluster(ctx, 1, 0, dir)
+	if err != nil {
+		t.Fatalf("second run on the same -data: %v", err)
+	}
+	defer c.Close()
+	conn, err = pgx.Connect(ctx, topo.Shards[0].Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v int
+	if err := conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("kept row: %d, %v; want 7", v, err)
+	}
+}

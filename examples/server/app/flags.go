@@ -1,0 +1,100 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Config is what the server's command line sets: where to listen, which
+// PostgreSQL servers to use (a topology file, or a dev cluster to start),
+// and the limits and timeouts of the HTTP server. Its zero value is not
+// usable; DefaultConfig, or RegisterFlags followed by flag parsing, fills it.
+type Config struct {
+	Listen        string // address to serve HTTP on
+	TopologyFile  string // YAML topology of existing servers; "" starts a dev cluster
+	DataDir       string // dev cluster: keep its data here; "" is a temporary folder
+	Shards        int    // dev cluster: number of shards
+	Replicas      int    // dev cluster: streaming replicas per shard
+	WriteTopology string // write the running topology to this file, for a second instance
+	NodeID        int64  // Snowflake node ID, 0 to 1023; negative picks one at random
+	Rate          float64
+	Burst         int
+	// RequestTimeout bounds each request's database work.
+	RequestTimeout time.Duration
+	// ReadHeaderTimeout is how long a client may take to send its headers.
+	ReadHeaderTimeout time.Duration
+	// ShutdownTimeout is how long in-flight requests may take on shutdown.
+	ShutdownTimeout time.Duration
+	LogLevel        string // debug, info, warn or error
+}
+
+// DefaultConfig is the configuration of the command run with no flags: a
+// dev cluster of 2 shards x 1 replica served on 127.0.0.1:8080.
+func DefaultConfig() Config {
+	var c Config
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	return c
+}
+
+// RegisterFlags defines a flag for each field of c on fs, with its default.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "`address` to serve HTTP on")
+	fs.StringVar(&c.TopologyFile, "config", "", "YAML topology `file` of existing servers; without it, a dev cluster is started")
+	fs.StringVar(&c.DataDir, "data", "", "dev cluster: keep its data in this empty `folder` (default: a temporary one, removed on exit)")
+	fs.IntVar(&c.Shards, "shards", 2, "dev cluster: number of shards")
+	fs.IntVar(&c.Replicas, "replicas", 1, "dev cluster: streaming replicas per shard")
+	fs.StringVar(&c.WriteTopology, "write-topology", "", "write the running topology to this `file`, for a second instance's -config")
+	fs.Int64Var(&c.NodeID, "node-id", -1, "Snowflake node ID of this instance, 0 to 1023 (default: random)")
+	fs.Float64Var(&c.Rate, "rate", 0, "per-client-IP request rate limit, requests a second (0: no limit)")
+	fs.IntVar(&c.Burst, "burst", 0, "per-client-IP burst (default: max(1, -rate))")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on each request's database work")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "how long a client may take to send a request's headers; a slower one is cut off")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT or SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// ParseFlags parses the command line of the server into a Config, and
+// checks it. Usage and errors are written to stderr; -h returns
+// flag.ErrHelp.
+func ParseFlags(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: server [flags]\n\npgshard's reference server. With no -config, it starts a dev cluster of local PostgreSQL servers.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.TopologyFile != "" && (c.DataDir != "" || isSet(fs, "shards") || isSet(fs, "replicas")) {
+		return c, errors.New("-data, -shards and -replicas size a dev cluster: they do not go with -config")
+	}
+	return c, c.check()
+}
+
+// check refuses what no flag combination makes right.
+func (c *Config) check() error {
+	if c.ReadHeaderTimeout <= 0 {
+		return fmt.Errorf("-read-header-timeout %s: want a positive duration", c.ReadHeaderTimeout)
+	}
+	if c.NodeID > maxNode {
+		return fmt.Errorf("-node-id %d: want 0 to %d", c.NodeID, maxNode)
+	}
+	return nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

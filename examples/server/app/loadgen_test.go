@@ -1,0 +1,58 @@
+package app
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgshard/pgshard/internal/loadgen"
+)
+
+// loadDuration is how long TestLoadgenFindsNoViolations drives load.
+const loadDuration = 10 * time.Second
+
+// A short loadgen run against two instances on the same shards, requests
+// alternating between them as behind a load balancer: every client's reads
+// show its own writes, and every acknowledged write is there at the end.
+func TestLoadgenFindsNoViolations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the 10 s load run")
+	}
+	a := start(t, nil, Options{NodeID: 11})
+	b := start(t, nil, Options{NodeID: 12})
+	var progress strings.Builder
+	rep, err := loadgen.Run(context.Background(), loadgen.Options{
+		Targets:     []string{a.http.URL, b.http.URL},
+		Duration:    loadDuration,
+		Concurrency: 16,
+		Users:       400,
+		ReadPercent: 80,
+		Seed:        1,
+		Progress:    &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rep.Write(&out)
+	t.Log(out.String())
+	if rep.Failed() {
+		t.Errorf("%d consistency violations", rep.Violations())
+	}
+	if rep.Requests < 500 || rep.Checks < 100 || rep.Verify.Users == 0 || rep.Verify.Posts == 0 {
+		t.Errorf("too little load to mean anything: %d requests, %d checked reads, %d users and %d posts verified",
+			rep.Requests, rep.Checks, rep.Verify.Users, rep.Verify.Posts)
+	}
+	for status, n := range rep.ByStatus {
+		if status == 0 || status >= 500 {
+			t.Errorf("%d answers with status %d (0: transport error), such as %s", n, status, rep.ErrorBody[status])
+		}
+	}
+	if t.Failed() {
+		t.Logf("instance A's log:\n%s\ninstance B's log:\n%s", a.logs.String(), b.logs.String())
+	}
+	if !strings.Contains(progress.String(), "req/s") {
+		t.Errorf("no progress line: %q", progress.String())
+	}
+}

@@ -1,0 +1,133 @@
+package app
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/router"
+)
+
+type post struct {
+	UserID    int64
+	ID        int64
+	Body      string
+	CreatedAt time.Time
+}
+
+type postJSON struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (p post) json() postJSON {
+	return postJSON{ID: strconv.FormatInt(p.ID, 10), UserID: strconv.FormatInt(p.UserID, 10), Body: p.Body, CreatedAt: p.CreatedAt.UTC()}
+}
+
+type postsJSON struct {
+	Posts []postJSON `json:"posts"`
+}
+
+func postList(ps []post) postsJSON {
+	out := postsJSON{Posts: make([]postJSON, len(ps))}
+	for i, p := range ps {
+		out.Posts[i] = p.json()
+	}
+	return out
+}
+
+// POST /users/{id}/posts {"body"} -> 201 post; 404 if the user does not exist.
+func (s *Server) createPost(w http.ResponseWriter, r *http.Request) error {
+	uid, err := parseID("id", r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Body *string `json:"body"`
+	}
+	if err := readJSON(w, r, &in); err != nil {
+		return err
+	}
+	body, err := text("body", in.Body, maxPostBody)
+	if err != nil {
+		return err
+	}
+	p := post{UserID: uid, ID: s.ids.Next(), Body: body, CreatedAt: s.now()}
+	t := s.r.User(uid)
+	// One statement, so one round trip: the user's posts live on the
+	// user's shard, and the insert happens only if the user is there.
+	tag, err := t.Exec(r.Context(),
+		`INSERT INTO posts (user_id, id, body, created_at)
+		 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)`,
+		p.UserID, p.ID, p.Body, p.CreatedAt)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return &httpError{http.StatusNotFound, "user " + strconv.FormatInt(uid, 10) + " not found"}
+	}
+	w.Header().Set("Location", "/users/"+strconv.FormatInt(uid, 10)+"/posts")
+	s.userHeaders(w, t, "primary")
+	reply(w, r, http.StatusCreated, p.json())
+	return nil
+}
+
+func scanPost(row pgx.CollectableRow) (post, error) {
+	var p post
+	err := row.Scan(&p.UserID, &p.ID, &p.Body, &p.CreatedAt)
+	return p, err
+}
+
+// GET /users/{id}/posts?limit=N&before=ID -> 200 {"posts"}, newest first.
+// An unknown user has no posts: the answer is an empty list, not a 404,
+// which would cost a second query.
+func (s *Server) userPosts(w http.ResponseWriter, r *http.Request) error {
+	uid, err := parseID("id", r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(r)
+	if err != nil {
+		return err
+	}
+	before := int64(1<<63 - 1)
+	if b := r.URL.Query().Get("before"); b != "" {
+		if before, err = parseID("before", b); err != nil {
+			return err
+		}
+	}
+	info := &router.ReadInfo{}
+	ctx := router.WithReadInfo(r.Context(), info)
+	t := s.r.User(uid)
+	ps, err := router.Collect(ctx, t,
+		"SELECT user_id, id, body, created_at FROM posts WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+		[]any{uid, before, limit}, scanPost)
+	if err != nil {
+		return err
+	}
+	s.userHeaders(w, t, info.ServedBy())
+	reply(w, r, http.StatusOK, postList(ps))
+	return nil
+}
+
+// GET /posts/recent?limit=N -> 200 {"posts"}: the newest N across every
+// shard. Each shard returns its own newest N and Gather merges them. IDs
+// are time-ordered, so ordering by ID is ordering by creation.
+func (s *Server) recentPosts(w http.ResponseWriter, r *http.Request) error {
+	limit, err := pageLimit(r)
+	if err != nil {
+		return err
+	}
+	ps, err := router.Gather(r.Context(), s.r,
+		"SELECT user_id, id, body, created_at FROM posts ORDER BY id DESC LIMIT $1", []any{limit},
+		scanPost, router.GatherOptions[post]{Less: func(a, b post) bool { return a.ID > b.ID }, Limit: limit})
+	if err != nil {
+		return err // names every failed shard; failure() sees each cause
+	}
+	reply(w, r, http.StatusOK, postList(ps))
+	return nil
+}

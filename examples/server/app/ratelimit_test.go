@@ -1,0 +1,77 @@
+package app
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newLimiter(2, 3, func() time.Time { return now })
+	steps := []struct {
+		name    string
+		advance time.Duration
+		key     string
+		ok      bool
+		retry   time.Duration
+	}{
+		{"burst 1", 0, "a", true, 0},
+		{"burst 2", 0, "a", true, 0},
+		{"burst 3", 0, "a", true, 0},
+		{"empty", 0, "a", false, 500 * time.Millisecond},
+		{"another client is not affected", 0, "b", true, 0},
+		{"a quarter second: half a token", 250 * time.Millisecond, "a", false, 250 * time.Millisecond},
+		{"half a second: one token", 250 * time.Millisecond, "a", true, 0},
+		{"empty again", 0, "a", false, 500 * time.Millisecond},
+		{"refill caps at the burst", time.Hour, "a", true, 0},
+		{"burst 2 after refill", 0, "a", true, 0},
+		{"burst 3 after refill", 0, "a", true, 0},
+		{"empty after the burst", 0, "a", false, 500 * time.Millisecond},
+	}
+	for _, s := range steps {
+		now = now.Add(s.advance)
+		ok, retry := l.allow(s.key)
+		if ok != s.ok || retry != s.retry {
+			t.Errorf("%s: allow = %v, %v; want %v, %v", s.name, ok, retry, s.ok, s.retry)
+		}
+	}
+	if n := len(l.buckets); n != 1 {
+		t.Errorf("after an hour, %d buckets: want the idle one swept", n)
+	}
+}
+
+func TestLimiterOff(t *testing.T) {
+	var l *limiter = newLimiter(0, 10, nil)
+	for range 1000 {
+		if ok, _ := l.allow("x"); !ok {
+			t.Fatal("a zero rate limited a request")
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	var sink nopWriter
+	tests := []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"-config", "t.yaml", "-listen", ":0"}, true},
+		{[]string{"-shards", "4", "-replicas", "2", "-data", "/tmp/x"}, true},
+		{[]string{"-config", "t.yaml", "-shards", "3"}, false},
+		{[]string{"-config", "t.yaml", "-data", "d"}, false},
+		{[]string{"-node-id", "1024"}, false},
+		{[]string{"extra"}, false},
+		{[]string{"-nope"}, false},
+	}
+	for _, tc := range tests {
+		_, err := ParseFlags(tc.args, sink)
+		if (err == nil) != tc.ok {
+			t.Errorf("ParseFlags(%q): error %v, want ok=%v", tc.args, err, tc.ok)
+		}
+	}
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }

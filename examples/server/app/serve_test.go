@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The whole command path: flags, -config, listen, banner, serve, and a
+// clean return when the context ends (as on SIGINT).
+func TestServeWithConfigUntilCancelled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "topology.yaml")
+	if err := WriteTopology(path, testTopology()); err != nil {
+		t.Fatal(err)
+	}
+	serveUntilCancelled(t, "-config", path, "-listen", "127.0.0.1:0", "-log-level", "warn")
+}
+
+// Dev mode, as go run ./examples/server starts it, on a small cluster of
+// its own: it starts, serves, writes its topology, and stops the cluster.
+func TestServeDevClusterUntilCancelled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "topology.yaml")
+	serveUntilCancelled(t, "-shards", "1", "-replicas", "0", "-listen", "127.0.0.1:0", "-write-topology", path)
+	topo, err := LoadTopology(path)
+	if err != nil {
+		t.Fatalf("the written topology does not load: %v", err)
+	}
+	if len(topo.Shards) != 1 || topo.Shards[0].Range != "-" {
+		t.Errorf("written topology %+v: want one shard owning -", topo.Shards)
+	}
+}
+
+func serveUntilCancelled(t *testing.T, args ...string) {
+	t.Helper()
+	f, err := ParseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, f, stdout, stderr) }()
+
+	url := regexp.MustCompile(`server on (http://127\.0\.0\.1:\d+)`)
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); base == ""; time.Sleep(10 * time.Millisecond) {
+		if m := url.FindStringSubmatch(stdout.String()); m != nil {
+			base = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned early: %v; stderr: %s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner within 20s: %q", stdout.String())
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		res, err := http.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", p, res.StatusCode)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not return within 15s of the cancellation")
+	}
+	out := stdout.String() + stderr.String()
+	if strings.Contains(out, testPassword) {
+		t.Error("the output shows the password")
+	}
+	for _, s := range []string{"dashboard", "/debug/shards", "shard0", "shutting down"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+}

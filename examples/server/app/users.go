@@ -1,0 +1,170 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/router"
+)
+
+// user is a row of users with its JSON answer encoded once, so that a
+// cached read costs no encoding.
+type user struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+	body      []byte
+}
+
+// userJSON is a user as the API shows it. IDs are strings: JavaScript
+// numbers lose precision past 2^53.
+type userJSON struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Shard     string    `json:"shard"`
+}
+
+func newUser(id int64, name string, created time.Time, shard string) *user {
+	u := &user{ID: id, Name: name, CreatedAt: created}
+	b, _ := json.Marshal(userJSON{ID: strconv.FormatInt(id, 10), Name: name, CreatedAt: created, Shard: shard})
+	u.body = append(b, '\n')
+	return u
+}
+
+func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
+
+type nameBody struct {
+	Name *string `json:"name"`
+}
+
+// now is the creation time the server stamps: its own clock, like the IDs,
+// to the microsecond that PostgreSQL keeps.
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now().UTC().Truncate(time.Microsecond)
+	}
+	return time.Now().UTC().Truncate(time.Microsecond)
+}
+
+// POST /users {"name"} -> 201 user.
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
+	var in nameBody
+	if err := readJSON(w, r, &in); err != nil {
+		return err
+	}
+	name, err := text("name", in.Name, maxName)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	id, created := s.ids.Next(), s.now()
+	t := s.r.User(id)
+	err = t.Tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)", id, name, created); err != nil {
+			return err
+		}
+		// A "not found" for this ID may be cached (NegativeTTL).
+		return router.Invalidate(ctx, tx, userKey(id))
+	})
+	if err != nil {
+		return err
+	}
+	u := newUser(id, name, created, t.Shard())
+	h := w.Header()
+	h.Set("Location", "/users/"+strconv.FormatInt(id, 10))
+	s.userHeaders(w, t, "primary")
+	setToken(w, r)
+	writeBody(w, http.StatusCreated, u.body)
+	return nil
+}
+
+// GET /users/{id} -> 200 user, from the cache when it can.
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("id", r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	info := &router.ReadInfo{}
+	ctx := router.WithReadInfo(r.Context(), info)
+	t := s.r.User(id)
+	u, err := s.users.Get(ctx, t, userKey(id), func(ctx context.Context) (*user, error) {
+		return loadUser(ctx, t, id)
+	})
+	if errors.Is(err, cache.ErrNotFound) {
+		return &httpError{http.StatusNotFound, "user " + strconv.FormatInt(id, 10) + " not found"}
+	}
+	if err != nil {
+		return err
+	}
+	s.userHeaders(w, t, info.ServedBy())
+	setToken(w, r)
+	writeBody(w, http.StatusOK, u.body)
+	return nil
+}
+
+func loadUser(ctx context.Context, t router.Target, id int64) (*user, error) {
+	var name string
+	var created time.Time
+	err := t.QueryRow(ctx, "SELECT name, created_at FROM users WHERE id = $1", id).Scan(&name, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, cache.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newUser(id, name, created.UTC(), t.Shard()), nil
+}
+
+// PUT /users/{id} {"name"} -> 200 user; every instance's cache drops it.
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("id", r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var in nameBody
+	if err := readJSON(w, r, &in); err != nil {
+		return err
+	}
+	name, err := text("name", in.Name, maxName)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	t := s.r.User(id)
+	var created time.Time
+	err = t.Tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, "UPDATE users SET name = $2 WHERE id = $1 RETURNING created_at", id, name).Scan(&created)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return &httpError{http.StatusNotFound, "user " + strconv.FormatInt(id, 10) + " not found"}
+		}
+		if err != nil {
+			return err
+		}
+		return router.Invalidate(ctx, tx, userKey(id))
+	})
+	if err != nil {
+		return err
+	}
+	u := newUser(id, name, created.UTC(), t.Shard())
+	s.userHeaders(w, t, "primary")
+	setToken(w, r)
+	writeBody(w, http.StatusOK, u.body)
+	return nil
+}
+
+// userHeaders says where a single-user answer came from.
+func (s *Server) userHeaders(w http.ResponseWriter, t router.Target, servedBy string) {
+	h := w.Header()
+	h.Set("X-Shard", t.Range().String())
+	if servedBy != "" {
+		h.Set("X-Served-By", servedBy)
+	}
+}
