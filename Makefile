@@ -35,8 +35,8 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	FuzzParseRange:./shard FuzzNewMap:./shard \
 	FuzzParseLSN:./replica FuzzParseSession:./router \
-	FuzzReadJSONName:./examples/server FuzzParseID:./examples/server FuzzParseTopology:./examples/server \
-	FuzzHandler:./examples/server
+	FuzzReadJSONName:./examples/server/app FuzzParseID:./examples/server/app FuzzParseTopology:./examples/server/app \
+	FuzzHandler:./examples/server/app
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do \
 		name=$${t%%:*}; pkg=$${t#*:}; \
@@ -53,4 +53,4 @@ soak: deps
 
 ## chaos: the chaos suite at full length (about 4 minutes); regenerates RELIABILITY.md.
 chaos: deps
-	$(GO) test -run '^TestChaos$$' -count=1 -timeout 30m -v ./examples/server -chaos=full -chaos.report=RELIABILITY.md
+	$(GO) test -run '^TestChaos$$' -count=1 -timeout 30m -v ./e2e -chaos=full -chaos.report=RELIABILITY.md
