@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshard/pgshard/examples/server/app"
@@ -90,15 +92,11 @@ func newChaosEnv(t *testing.T, name string, c *pgcluster.Cluster, l chaosLengths
 	assign := map[string]shard.Range{}
 	for _, s := range topo.Shards {
 		r, err := shard.ParseRange(s.Range)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		assign[s.Name] = r
 	}
 	m, err := shard.NewMap(assign)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	replicas := map[int]bool{}
 	for _, sh := range c.Shards() {
 		for _, r := range sh.Replicas {
@@ -151,9 +149,7 @@ func (e *chaosEnv) await(limit time.Duration, cond func() bool) bool {
 // node returns a node of the cluster by name, such as "shard0-replica1".
 func (e *chaosEnv) node(name string) *pgcluster.Node {
 	n, err := e.c.Node(name)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	require.NoError(e.t, err)
 	return n
 }
 
@@ -195,23 +191,17 @@ func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), p
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(r.Close)
 	srv, err := app.New(ctx, r, app.Options{NodeID: nodeID, Logger: log, Redactor: red, Cache: topo.Cache,
 		MaxLag: topo.MaxLag(), Instance: name, RequestTimeout: chaosRequestTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	// The schema has just been applied: a replica that has not replayed it
 	// yet would answer "relation does not exist" (see the report).
 	for _, sh := range e.c.Shards() {
 		for _, r := range sh.Replicas {
-			if err := r.WaitCaughtUp(ctx, sh.Primary); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, r.WaitCaughtUp(ctx, sh.Primary))
 		}
 	}
 	hs := httptest.NewServer(srv)

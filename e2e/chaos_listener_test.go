@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -139,9 +141,7 @@ func (e *chaosEnv) cutListeners(t *testing.T, rounds int, every time.Duration) [
 	conns := map[string]*pgx.Conn{}
 	for _, sh := range e.c.Shards() {
 		c, err := pgx.Connect(ctx, sh.Primary.SuperDSN())
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer c.Close(ctx)
 		conns[sh.Name] = c
 	}
@@ -150,9 +150,7 @@ func (e *chaosEnv) cutListeners(t *testing.T, rounds int, every time.Duration) [
 		time.Sleep(every)
 		for name, c := range conns {
 			cut := listenerCut{shard: name, at: time.Now()}
-			if err := c.QueryRow(ctx, terminateListenerSQL, chaosAppName).Scan(&cut.ended); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, c.QueryRow(ctx, terminateListenerSQL, chaosAppName).Scan(&cut.ended))
 			cuts = append(cuts, cut)
 		}
 		e.mark("terminated instance B's LISTEN backends on both primaries")

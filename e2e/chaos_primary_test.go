@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // 3. Primary crash: one shard's primary stopped for a while under load,
@@ -24,15 +26,11 @@ func chaosPrimaryCrash(t *testing.T, e *chaosEnv) *chaosResult {
 	defer stop()
 	time.Sleep(e.len.warm)
 	stopping := e.mark("stopping shard0-primary (fast shutdown: sessions cut, shutdown checkpoint, WAL sent to the replicas)")
-	if err := p.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, p.Stop(ctx))
 	stopped := e.mark("shard0-primary stopped")
 	time.Sleep(e.len.down)
 	starting := e.mark("starting shard0-primary")
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, p.Start(ctx))
 	started := e.mark("shard0-primary accepts connections")
 	e.await(20*time.Second, e.acked("shard0", starting))
 	time.Sleep(e.len.after)
@@ -72,15 +70,11 @@ func chaosFailover(t *testing.T, e *chaosEnv) *chaosResult {
 	defer stop()
 	time.Sleep(e.len.warm)
 	stopping := e.mark("stopping shard0-primary (fast shutdown)")
-	if err := p.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, p.Stop(ctx))
 	stopped := e.mark("shard0-primary stopped")
 	time.Sleep(e.len.promoteGap)
 	promoting := e.mark("promoting shard0-replica1")
-	if err := r1.Promote(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r1.Promote(ctx))
 	promoted := e.mark("shard0-replica1 promoted (pg_promote returned: it accepts writes)")
 	e.await(20*time.Second, e.acked("shard0", promoting))
 	time.Sleep(e.len.after)

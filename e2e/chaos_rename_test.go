@@ -16,8 +16,8 @@ import (
 
 // notifySlack is how long after a write's acknowledgement another
 // instance's cache may still show the old value: the notification is on
-// its way (the project's cross-instance bound, see
-// TestSecondInstanceSeesRenameWithin100ms).
+// its way (the project's cross-instance figure; examples/server/app's
+// TestSecondInstanceSeesRenameWithoutToken logs it).
 const notifySlack = 100 * time.Millisecond
 
 // renamed is what the writer knows of one user: the versions of its name

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // 2. Replica crash: SIGKILL a replica under load, start it again later. No
@@ -22,14 +24,10 @@ func chaosReplicaCrash(t *testing.T, e *chaosEnv) *chaosResult {
 	stop := e.bystanders(3, a)
 	defer stop()
 	time.Sleep(e.len.warm)
-	if err := n.Kill(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.Kill(ctx))
 	killed := e.mark("shard0-replica1 killed (SIGKILL to the postmaster and every backend)")
 	time.Sleep(e.len.down)
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.Start(ctx))
 	started := e.mark("shard0-replica1 started again (crash recovery done, accepting connections)")
 	backlog, _ := e.pos.primaryLSN("shard0")
 	e.await(20*time.Second, func() bool { _, ok := a.stats.first(started, nodeEligible(port)); return ok })
@@ -79,14 +77,10 @@ func chaosSlowReplica(t *testing.T, e *chaosEnv) *chaosResult {
 	stop := e.bystanders(3, a)
 	defer stop()
 	time.Sleep(e.len.warm)
-	if err := n.SetSetting(ctx, "recovery_min_apply_delay", "2s"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.SetSetting(ctx, "recovery_min_apply_delay", "2s"))
 	delayed := e.mark("shard0-replica1: recovery_min_apply_delay = 2s (reloaded)")
 	time.Sleep(e.len.delayed)
-	if err := n.SetSetting(ctx, "recovery_min_apply_delay", "0"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.SetSetting(ctx, "recovery_min_apply_delay", "0"))
 	undelayed := e.mark("shard0-replica1: recovery_min_apply_delay = 0 (reloaded)")
 	e.await(20*time.Second, func() bool { _, ok := a.stats.first(undelayed, nodeEligible(port)); return ok })
 	time.Sleep(e.len.after)

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/internal/pgcluster"
 )
 
@@ -84,9 +87,7 @@ func (e *chaosEnv) replayStorm(replicas []*pgcluster.Node, d time.Duration) (eps
 	paused := map[*pgcluster.Node]time.Time{}
 	defer func() {
 		for n, at := range paused {
-			if err := n.ResumeReplay(ctx); err != nil {
-				e.t.Error(err)
-			}
+			assert.NoError(e.t, n.ResumeReplay(ctx))
 			eps = append(eps, replayEpisode{n, at, time.Now()})
 		}
 	}()
@@ -97,16 +98,12 @@ func (e *chaosEnv) replayStorm(replicas []*pgcluster.Node, d time.Duration) (eps
 		<-tick.C
 		n := replicas[rng.IntN(len(replicas))]
 		if at, ok := paused[n]; ok {
-			if err := n.ResumeReplay(ctx); err != nil {
-				e.t.Fatal(err)
-			}
+			require.NoError(e.t, n.ResumeReplay(ctx))
 			eps = append(eps, replayEpisode{n, at, time.Now()})
 			delete(paused, n)
 			continue
 		}
-		if err := n.PauseReplay(ctx); err != nil {
-			e.t.Fatal(err)
-		}
+		require.NoError(e.t, n.PauseReplay(ctx))
 		paused[n] = time.Now()
 	}
 	return eps

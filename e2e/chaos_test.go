@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/internal/pgcluster"
 )
 
@@ -78,9 +81,7 @@ func TestChaos(t *testing.T) {
 	if path == "" {
 		return
 	}
-	if err := writeChaosReport(path, results, lengths, servers, time.Since(began)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, writeChaosReport(path, results, lengths, servers, time.Since(began)))
 	t.Logf("chaos report written to %s", path)
 }
 
@@ -91,13 +92,9 @@ func startChaosCluster(t *testing.T) *pgcluster.Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 2, Replicas: 2, Password: testPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, c.Close())
 	})
 	t.Logf("chaos cluster: %v, ready in %v", c, c.StartupTime().Round(time.Millisecond))
 	return c

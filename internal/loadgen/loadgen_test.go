@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // api is an in-memory stand-in for the reference server's API, with
@@ -121,9 +123,7 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 			defer srv.Close()
 			rep, err := Run(context.Background(), Options{Targets: []string{srv.URL + "/"}, Duration: 300 * time.Millisecond,
 				Concurrency: 4, Users: 20, ReadPercent: 60, Seed: 7})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			var out strings.Builder
 			rep.Write(&out)
 			if rep.Failed() != tc.violations {

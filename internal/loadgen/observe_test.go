@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Every request of the load reaches Observe once, with its answer; the
@@ -24,9 +26,7 @@ func TestObserveSeesEveryRequest(t *testing.T) {
 			defer mu.Unlock()
 			obs = append(obs, o)
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(obs) != rep.Requests {
 		t.Fatalf("%d observations, want one per request: %d", len(obs), rep.Requests)
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // With a rate, a run makes about rate x duration requests however fast
@@ -17,9 +19,7 @@ func TestRatePacesRequests(t *testing.T) {
 		t.Helper()
 		rep, err := Run(context.Background(), Options{Targets: []string{srv.URL}, Duration: 500 * time.Millisecond,
 			Concurrency: 8, Users: 20, ReadPercent: 60, Seed: 3, Rate: rate})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return rep
 	}
 	paced := run(200)

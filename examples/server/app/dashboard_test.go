@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
 )
@@ -45,9 +48,7 @@ func TestDashboardInChromium(t *testing.T) {
 	defer cancelAlloc() // stops the browser process
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(in.http.URL+"/debug/shards")); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(in.http.URL+"/debug/shards")))
 	wait, cancelWait := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelWait()
 	if err := chromedp.Do(wait, chromedp.WaitReady(chromedp.CSS(`body[data-loaded="true"]`))); err != nil {
@@ -83,23 +84,15 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("shard0's replica %s is not node %s", addr, rep)
 	}
 	bg := context.Background()
-	if err := rep.PauseReplay(bg); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, rep.PauseReplay(bg))
 	t.Cleanup(func() {
-		if err := rep.ResumeReplay(bg); err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, rep.ResumeReplay(bg))
 		cctx, cancel := context.WithTimeout(bg, 30*time.Second)
 		defer cancel()
-		if err := rep.WaitCaughtUp(cctx, sh.Primary); err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, rep.WaitCaughtUp(cctx, sh.Primary))
 	})
 	conn, err := pgx.Connect(bg, sh.Primary.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close(bg)
 	if _, err := conn.Exec(bg, "CREATE TABLE IF NOT EXISTS dashboard_ticks (at timestamptz)"); err != nil {
 		t.Fatal(err)
@@ -141,12 +134,8 @@ func TestDashboardInChromium(t *testing.T) {
 	if path := os.Getenv(screenshotEnv); path != "" {
 		time.Sleep(4 * time.Second) // some history in the charts
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, png, 0o644))
 		t.Logf("screenshot saved to %s", path)
 	}
 	want(t, "server still healthy", in.do("GET", "/healthz", nil), http.StatusOK)
@@ -157,9 +146,7 @@ func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ectx, chromedp.Evaluate[T](js))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", js, err)
-	}
+	require.NoErrorf(t, err, "evaluate %s", js)
 	return v
 }
 

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -20,28 +22,20 @@ func TestDevClusterKeepsData(t *testing.T) {
 	}
 	dir := filepath.Join(base, "data")
 	c, topo, err := StartDevCluster(ctx, 1, 0, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	conn, err := pgx.Connect(ctx, topo.Shards[0].Primary)
 	if err == nil {
 		_, err = conn.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
 		conn.Close(ctx)
 	}
 	c.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	c, topo, err = StartDevCluster(ctx, 1, 0, dir)
-	if err != nil {
-		t.Fatalf("second run on the same -data: %v", err)
-	}
+	require.NoError(t, err, "second run on the same -data")
 	defer c.Close()
 	conn, err = pgx.Connect(ctx, topo.Shards[0].Primary)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close(ctx)
 	var v int
 	if err := conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {

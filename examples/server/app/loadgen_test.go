@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/internal/loadgen"
 )
 
@@ -31,9 +33,7 @@ func TestLoadgenFindsNoViolations(t *testing.T) {
 		Seed:        1,
 		Progress:    &progress,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var out strings.Builder
 	rep.Write(&out)
 	t.Log(out.String())

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
@@ -73,15 +75,11 @@ func start(t testing.TB, topo *Topology, o Options) *instance {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, topo.RouterConfig(log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(r.Close)
 	o.Logger, o.Redactor, o.Cache, o.MaxLag = log, red, topo.Cache, topo.MaxLag()
 	srv, err := New(ctx, r, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
@@ -155,21 +153,15 @@ func (in *instance) do(method, path string, body any, headers ...string) result 
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, in.http.URL+path, rd)
-	if err != nil {
-		in.t.Fatal(err)
-	}
+	require.NoError(in.t, err)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := in.http.Client().Do(req)
-	if err != nil {
-		in.t.Fatal(err)
-	}
+	require.NoError(in.t, err)
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		in.t.Fatal(err)
-	}
+	require.NoError(in.t, err)
 	return result{res.StatusCode, res.Header, b}
 }
 

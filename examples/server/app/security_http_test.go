@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The connection-level defences of the real command: the read-header
@@ -33,9 +35,7 @@ func TestSlowClientsAndRateLimit(t *testing.T) {
 func testSlowloris(t *testing.T, addr string, timeout time.Duration) {
 	const margin = 2 * time.Second // a shared, noisy machine
 	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close()
 	start := time.Now()
 	header := "GET /healthz HTTP/1.1\r\nHost: " + addr + "\r\nX-Slow: " + strings.Repeat("z", 60) + "\r\n\r\n"
@@ -74,9 +74,7 @@ func testSlowloris(t *testing.T, addr string, timeout time.Duration) {
 
 	// Slow but within the timeout: five pieces 100 ms apart.
 	conn2, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn2.Close()
 	conn2.SetDeadline(time.Now().Add(10 * time.Second))
 	req := "GET /healthz HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n"
@@ -87,9 +85,7 @@ func testSlowloris(t *testing.T, addr string, timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	res, err := http.ReadResponse(bufio.NewReader(conn2), nil)
-	if err != nil {
-		t.Fatalf("a client within the timeout got no answer: %v", err)
-	}
+	require.NoError(t, err, "a client within the timeout got no answer")
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("a client within the timeout got %d", res.StatusCode)
@@ -101,9 +97,7 @@ func testSlowloris(t *testing.T, addr string, timeout time.Duration) {
 func testRateLimitPerIP(t *testing.T, base string) {
 	a := &http.Client{Timeout: 10 * time.Second}
 	b, err := clientFrom("127.0.0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	res, err := b.Get(base + "/healthz")
 	if err != nil {
 		t.Skipf("cannot connect from 127.0.0.2: %v", err)
@@ -112,9 +106,7 @@ func testRateLimitPerIP(t *testing.T, base string) {
 	get := func(c *http.Client) result {
 		t.Helper()
 		res, err := c.Get(base + "/users/1")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer res.Body.Close()
 		body, _ := io.ReadAll(res.Body)
 		return result{res.StatusCode, res.Header, body}

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -240,13 +242,9 @@ func checkPost(t *testing.T, in *instance, ctx context.Context, u userOut, token
 func primaryRow(t *testing.T, ctx context.Context, shardName, sql string, args ...any) pgx.Row {
 	t.Helper()
 	n, err := cluster.Node(shardName + "-primary")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	conn, err := pgx.Connect(ctx, n.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn.QueryRow(ctx, sql, args...)
 }
@@ -297,22 +295,16 @@ func tokenNaming(name string, lsn uint64) string {
 func rawRequest(t *testing.T, in *instance, raw string) result {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(in.http.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := conn.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return result{res.StatusCode, res.Header, body}
 }

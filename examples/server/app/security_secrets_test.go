@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/internal/loadgen"
@@ -99,9 +101,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 			req.Header.Set(header[i], header[i+1])
 		}
 		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		res.Body.Close()
 		return res.StatusCode
 	}
@@ -114,9 +114,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 	// A short load, then answers of every kind.
 	rep, err := loadgen.Run(ctx, loadgen.Options{Targets: []string{s.base}, Duration: 2 * time.Second, Concurrency: 8,
 		Users: 100, ReadPercent: 70, Seed: 5, Client: client})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	report := &syncBuffer{}
 	rep.Write(report)
 	seen["loadgen report"] = report
@@ -132,9 +130,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 	var onShard1 []string
 	for len(onShard1) < 2 {
 		res, err := client.Post(s.base+"/users", "application/json", strings.NewReader(`{"name":"a"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if res.Header.Get("X-Shard") == "80-" {
 			onShard1 = append(onShard1, strings.TrimPrefix(res.Header.Get("Location"), "/users/"))
 		}
@@ -143,12 +139,8 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 
 	// shard1's primary down: 503s that explain, a dashboard full of errors.
 	node, err := cluster.Node("shard1-primary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := node.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, node.Stop(ctx))
 	stopped := true
 	t.Cleanup(func() {
 		if stopped {
@@ -178,9 +170,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 		}
 	}
 	pages()
-	if err := node.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, node.Start(ctx))
 	stopped = false
 	for deadline := time.Now().Add(20 * time.Second); get("GET", "/readyz", "") != http.StatusOK; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -223,13 +213,9 @@ func addSecretRole(t *testing.T, ctx context.Context) {
 		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42710" { // duplicate_object: an earlier -count
 			err = nil
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		// ALTER ROLE takes no parameters; the password is this file's constant.
-		if err := sh.Primary.SuperExec(ctx, "ALTER ROLE "+secretRole+" PASSWORD '"+strings.ReplaceAll(secretPW, "'", "''")+"'"); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, sh.Primary.SuperExec(ctx, "ALTER ROLE "+secretRole+" PASSWORD '"+strings.ReplaceAll(secretPW, "'", "''")+"'"))
 	}
 	waitReplicasCaughtUp(t, ctx)
 }
@@ -238,9 +224,7 @@ func waitReplicasCaughtUp(t *testing.T, ctx context.Context) {
 	t.Helper()
 	for _, sh := range cluster.Shards() {
 		for _, r := range sh.Replicas {
-			if err := r.WaitCaughtUp(ctx, sh.Primary); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, r.WaitCaughtUp(ctx, sh.Primary))
 		}
 	}
 }
@@ -258,9 +242,7 @@ func writeSecretTopology(t *testing.T, path, primary, replica string, port func(
 		}
 	}
 	b.WriteString("replica: {check_interval: 100ms, max_lag: 1s, connect_timeout: 1s}\n")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o600))
 }
 
 // recordingTransport keeps every answer's status line, header and body.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // sqlArg is, for each method that takes SQL, the index of its SQL argument.
@@ -25,9 +27,7 @@ func TestSQLIsConstant(t *testing.T) {
 	var files []string
 	for _, dir := range []string{".", "../bare", "../loadgen", "../internal/loadgen"} {
 		m, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for _, f := range m {
 			if !strings.HasSuffix(f, "_test.go") {
 				files = append(files, f)
@@ -38,9 +38,7 @@ func TestSQLIsConstant(t *testing.T) {
 	parsed := map[string][]*ast.File{} // by directory: a package
 	for _, f := range files {
 		af, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		parsed[filepath.Dir(f)] = append(parsed[filepath.Dir(f)], af)
 	}
 	checked := 0

