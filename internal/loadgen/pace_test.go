@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -22,22 +23,20 @@ func TestRatePacesRequests(t *testing.T) {
 		require.NoError(t, err)
 		return rep
 	}
-	paced := run(200)
-	if paced.Requests < 60 || paced.Requests > 115 {
-		t.Errorf("200 req/s for 0.5s: %d requests, want about 100", paced.Requests)
-	}
-	if free := run(0); free.Requests < 2*paced.Requests {
-		t.Errorf("unpaced: %d requests, paced: %d: want the unpaced run well above", free.Requests, paced.Requests)
-	}
-	if paced.All.Count != paced.Requests || paced.All.P99 < paced.All.P50 {
-		t.Errorf("overall figures %+v for %d requests", paced.All, paced.Requests)
-	}
+	// A low rate, so that even a machine under heavy load answers an
+	// unpaced run far faster: a pacer can only be checked from above.
+	paced := run(20)
+	assert.GreaterOrEqual(t, paced.Requests, 1, "20 req/s for 0.5s")
+	assert.LessOrEqual(t, paced.Requests, 15, "20 req/s for 0.5s: want about 10")
+	free := run(0)
+	assert.Greater(t, free.Requests, 2*paced.Requests, "unpaced against paced: want the unpaced run well above")
+	assert.Equal(t, paced.Requests, paced.All.Count, "overall count")
+	assert.GreaterOrEqual(t, paced.All.P99, paced.All.P50, "overall p99 against p50")
 }
 
 func TestRateRefused(t *testing.T) {
 	for _, r := range []float64{-1, math.NaN(), math.Inf(1)} {
-		if _, err := Run(context.Background(), Options{Targets: []string{"http://127.0.0.1:1"}, Rate: r}); err == nil {
-			t.Errorf("rate %g accepted", r)
-		}
+		_, err := Run(context.Background(), Options{Targets: []string{"http://127.0.0.1:1"}, Rate: r})
+		assert.Errorf(t, err, "rate %g accepted", r)
 	}
 }
