@@ -1,0 +1,31 @@
+// Package topology keeps the shard map as versioned data in a control
+// PostgreSQL database, and fences each shard's primary so that a write
+// routed with an old map is refused inside its own transaction.
+//
+// A Store holds every version of the map in the schema pgshard of the
+// control database. A version is never changed: Apply inserts version N+1
+// in a transaction that also notifies the channel pgshard_topology, and
+// records who made the change, when and why. Routers follow the store
+// (router.Config.Store): they LISTEN, poll as a backstop, and keep serving
+// on their last map while the control database is away.
+//
+// No password is stored. A DSN in a map names its password through an
+// environment variable ($VAR or ${VAR}, expanded by each process that
+// connects) or a passfile (passfile=/path); a DSN with a literal password is
+// refused.
+//
+// # The fence
+//
+// Safety never depends on a router hearing a change. Each connection a
+// router opens to a shard carries, in its startup packet, the map version
+// its replica set was built from (the run-time parameter
+// pgshard.map_version). When Apply takes a range away from a shard, or
+// fences the shard as a whole, it first installs a statement-level trigger
+// on every table of that shard's primary that refuses a write from a router
+// whose map is older than the change, with SQLSTATE PGS01 (see IsFenced).
+// Installing it takes a SHARE ROW EXCLUSIVE lock on every table, so it waits
+// (at most FenceOptions.LockTimeout) for the write transactions in flight
+// and no write that began under the old map commits after the fence. Until
+// a shard loses a range it has no trigger, so steady state costs nothing;
+// see BENCHMARKS.md for what the trigger costs once installed.
+package topology

@@ -1,0 +1,171 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// FenceState is what a shard's primary records in its table pgshard.fence:
+// the range it serves and the map version from which a router may write
+// to it.
+type FenceState struct {
+	// Shard is the shard's name in the map.
+	Shard string `json:"shard"`
+	// Range is the key range the shard serves; "" when it serves none.
+	Range string `json:"range"`
+	// Version is the oldest map version a router's write may be routed
+	// with; 0 lets every router write.
+	Version int64 `json:"version"`
+	// Closed refuses every router's writes, whatever their version.
+	Closed bool `json:"closed"`
+	// ChangedAt is when the fence was installed (set by the server).
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+// VersionParam is the run-time parameter by which a router's connection
+// tells a shard which map version its replica set was built from. A
+// connection without it (psql, migrations, a static router) is not
+// checked by the fence.
+const VersionParam = "pgshard.map_version"
+
+const fenceSchema = `
+CREATE SCHEMA IF NOT EXISTS pgshard;
+CREATE TABLE IF NOT EXISTS pgshard.fence (
+	one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+	shard      text NOT NULL,
+	range      text NOT NULL,
+	version    bigint NOT NULL,
+	closed     boolean NOT NULL,
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);`
+
+// The trigger function is rewritten at each fence with its state as
+// constants: the check reads no table, only the connection's parameter.
+const fenceCheck = `
+CREATE OR REPLACE FUNCTION pgshard.fence_check() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+	v text := current_setting('pgshard.map_version', true);
+BEGIN
+	IF v IS NOT NULL AND v <> '' AND (%[1]t OR v::bigint < %[2]d) THEN
+		RAISE EXCEPTION 'pgshard: write routed with map version %% refused: shard %[3]s is fenced at version %[2]d', v
+			USING ERRCODE = 'PGS01', DETAIL = 'version=%[2]d closed=%[1]t';
+	END IF;
+	RETURN NULL;
+END $f$;`
+
+const fenceNewTables = `
+CREATE OR REPLACE FUNCTION pgshard.fence_new_table() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
+		WHERE object_type = 'table' AND schema_name NOT IN ('pgshard', 'pg_temp') LOOP
+		EXECUTE format('CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgshard.fence_check()', r.objid::regclass);
+	END LOOP;
+END $f$;
+DROP EVENT TRIGGER IF EXISTS pgshard_fence_new_tables;
+CREATE EVENT TRIGGER pgshard_fence_new_tables ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+	EXECUTE FUNCTION pgshard.fence_new_table();`
+
+// userTables lists the tables the fence guards: every table and
+// partitioned table outside the system schemas and pgshard.
+const userTables = `
+SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+	AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgshard') AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY c.oid`
+
+// ReadFence returns the fence a shard's primary records, and false when it
+// has none.
+func ReadFence(ctx context.Context, conn *pgx.Conn) (FenceState, bool, error) {
+	var st FenceState
+	err := conn.QueryRow(ctx, `SELECT shard, range, version, closed, changed_at FROM pgshard.fence`).
+		Scan(&st.Shard, &st.Range, &st.Version, &st.Closed, &st.ChangedAt)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) || strings.Contains(err.Error(), "SQLSTATE 42P01") || strings.Contains(err.Error(), "SQLSTATE 3F000") {
+			return FenceState{}, false, nil
+		}
+		return FenceState{}, false, err
+	}
+	return st, true, nil
+}
+
+// InstallFence records st on the shard whose primary conn is connected to,
+// and puts the fence trigger on every table. It locks every table in SHARE
+// ROW EXCLUSIVE mode first, so it waits for the write transactions in
+// flight (at most lockTimeout, then fails) and holds new writes until it
+// commits; they then see the new fence. A superuser also gets an event
+// trigger that fences tables created later; without one, a table created
+// after a fence is guarded from the next fence on.
+func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeout time.Duration) error {
+	if lockTimeout <= 0 {
+		lockTimeout = 5 * time.Second
+	}
+	if !validName(st.Shard) {
+		return fmt.Errorf("%w: shard name %q", ErrInvalidMap, st.Shard)
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, fenceSchema); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(fenceCheck, st.Closed, st.Version, st.Shard)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, userTables)
+		if err != nil {
+			return err
+		}
+		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(tables) > 0 {
+			if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(tables, ", ")+" IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+				return fmt.Errorf("wait for the writes in flight: %w", err)
+			}
+		}
+		for _, t := range tables {
+			if _, err := tx.Exec(ctx, "CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "+t+
+				" FOR EACH STATEMENT EXECUTE FUNCTION pgshard.fence_check()"); err != nil {
+				return fmt.Errorf("fence table %s: %w", t, err)
+			}
+		}
+		var super bool
+		if err := tx.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+			return err
+		}
+		if super {
+			if _, err := tx.Exec(ctx, fenceNewTables); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (one) DO UPDATE SET shard = $1, range = $2, version = $3, closed = $4, changed_at = clock_timestamp()`,
+			st.Shard, st.Range, st.Version, st.Closed)
+		return err
+	})
+}
+
+// validName keeps shard names plain: they appear in SQL text, tokens and
+// logs.
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c == '-' || c == '.' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
