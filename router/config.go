@@ -3,10 +3,12 @@ package router
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/shard"
+	"github.com/pgshard/pgshard/topology"
 )
 
 // Config describes the shards and how to use them. Only Shards is required.
@@ -28,6 +30,24 @@ type Config struct {
 	// invalidations between processes. Default "pgshard_invalidate".
 	// Processes that share shards and caches must use the same channel.
 	Channel string
+	// Store, if set, is the topology store the router follows instead of
+	// Shards (which must then be empty): it serves the store's newest map,
+	// LISTENs for new versions, reads the store every PollInterval as a
+	// backstop, and keeps serving on its last map while the store is away
+	// (Stats.Map says so). The router does not close the store.
+	Store *topology.Store
+	// PollInterval is how often a router that follows a Store reads its
+	// newest version even without a notification. Default 5 s.
+	PollInterval time.Duration
+	// FenceWait bounds how long a write, under a router that follows a
+	// Store, waits when its shard's fence refuses it (the range moved) or
+	// the shard is fenced: the write is retried on the range's owner in
+	// the newest map, and fails with topology.ErrFenced after FenceWait.
+	// A Tx function may then run more than once. Default 10 s.
+	FenceWait time.Duration
+	// Lookup expands the $VAR and ${VAR} in the Store's DSNs. Default
+	// os.LookupEnv.
+	Lookup func(string) (string, bool)
 	// Logger receives shard events (role changes, ejections, listener
 	// reconnects). Nil is silent.
 	Logger *slog.Logger

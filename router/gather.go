@@ -49,7 +49,7 @@ func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan 
 	if conc <= 0 {
 		conc = 16
 	}
-	results := make([][]T, len(r.shards))
+	results := make([][]T, len(r.current().shards))
 	failed := r.onEveryShard(ctx, conc, func(i int, t Target) error {
 		rows, err := Collect(ctx, t, sql, args, scan)
 		if err != nil {
@@ -191,9 +191,10 @@ func Collect[T any](ctx context.Context, t Target, sql string, args []any, scan 
 // ends fails with ctx's error.
 func (r *Router) onEveryShard(ctx context.Context, limit int, fn func(i int, t Target) error) []*ShardError {
 	sem := make(chan struct{}, limit)
-	errs := make([]error, len(r.shards))
+	shards := r.current().shards
+	errs := make([]error, len(shards))
 	var wg sync.WaitGroup
-	for i, st := range r.shards {
+	for i, st := range shards {
 		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
@@ -209,7 +210,7 @@ func (r *Router) onEveryShard(ctx context.Context, limit int, fn func(i int, t T
 	var failed []*ShardError
 	for i, err := range errs {
 		if err != nil {
-			failed = append(failed, &ShardError{Shard: r.shards[i].name, Err: err})
+			failed = append(failed, &ShardError{Shard: shards[i].name, Err: err})
 		}
 	}
 	return failed
@@ -222,7 +223,7 @@ func (r *Router) ExecAll(ctx context.Context, sql string, args ...any) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	failed := r.onEveryShard(ctx, len(r.shards), func(_ int, t Target) error {
+	failed := r.onEveryShard(ctx, len(r.current().shards), func(_ int, t Target) error {
 		_, err := t.s.set.Exec(ctx, sql, args...)
 		return err
 	})

@@ -17,8 +17,10 @@ import (
 // for concurrent use. Close stops its background work and closes every
 // pool.
 type Router struct {
-	m       *shard.Map
-	shards  []*shardState // in keyspace order, as m.Shards()
+	m       *shard.Map    // the map at Open; current() has the one in use
+	shards  []*shardState // in keyspace order, as m.Shards(), at Open
+	cur     atomic.Pointer[view]
+	follow  *follower // nil for a static map
 	cfg     Config
 	log     *slog.Logger
 	channel string
@@ -39,6 +41,8 @@ type shardState struct {
 	set  *replica.Set
 	dsns []string // primary first, as replica.Set numbers its nodes
 
+	stopListen context.CancelFunc // ends this shard's cache listener
+
 	listening     atomic.Bool   // the LISTEN connection is up: cached reads may use the cache
 	floor         atomic.Uint64 // cache loads read at or past this LSN (the last invalidation's commit)
 	invalidations atomic.Uint64 // keys dropped on notifications
@@ -50,6 +54,9 @@ type shardState struct {
 // shard's primary can be reached within ctx; a single shard that is down
 // is logged, reported by Stats, and checked again in the background.
 func Open(ctx context.Context, cfg Config) (*Router, error) {
+	if cfg.Store != nil {
+		return openFollowing(ctx, cfg)
+	}
 	m, names, err := cfg.validate()
 	if err != nil {
 		return nil, err
@@ -108,12 +115,9 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
+	r.cur.Store(&view{m: m, shards: r.shards, meta: map[*shardState]shardMeta{}})
 	for _, st := range r.shards {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			r.listen(bg, st)
-		}()
+		r.startListener(bg, st)
 	}
 	return r, nil
 }
@@ -153,7 +157,11 @@ func (r *Router) Close() {
 }
 
 func (r *Router) closeSets() {
-	for _, st := range r.shards {
+	shards := r.shards
+	if v := r.cur.Load(); v != nil {
+		shards = v.shards
+	}
+	for _, st := range shards {
 		if st != nil && st.set != nil {
 			st.set.Close()
 		}
@@ -167,12 +175,13 @@ func (r *Router) User(userID int64) Target {
 
 // Key returns the target for a keyspace ID.
 func (r *Router) Key(id shard.ID) Target {
-	return Target{r: r, s: r.shards[r.m.Index(id)]}
+	v := r.current()
+	return Target{r: r, s: v.shards[v.m.Index(id)], id: id, keyed: true}
 }
 
 // Shard returns the target for a shard by name, and whether it exists.
 func (r *Router) Shard(name string) (Target, bool) {
-	for _, st := range r.shards {
+	for _, st := range r.current().shards {
 		if st.name == name {
 			return Target{r: r, s: st}, true
 		}
@@ -182,12 +191,13 @@ func (r *Router) Shard(name string) (Target, bool) {
 
 // Shards returns every shard's target, in keyspace order.
 func (r *Router) Shards() []Target {
-	ts := make([]Target, len(r.shards))
-	for i, st := range r.shards {
+	shards := r.current().shards
+	ts := make([]Target, len(shards))
+	for i, st := range shards {
 		ts[i] = Target{r: r, s: st}
 	}
 	return ts
 }
 
-// Map returns the shard map.
-func (r *Router) Map() *shard.Map { return r.m }
+// Map returns the shard map in use (see Stats for its version).
+func (r *Router) Map() *shard.Map { return r.current().m }

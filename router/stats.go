@@ -12,6 +12,8 @@ import (
 type Stats struct {
 	Shards []ShardStats
 	Caches []CacheStats
+	// Map is the shard map in use: its version and where it came from.
+	Map MapStats
 }
 
 // ShardStats is one shard.
@@ -34,7 +36,8 @@ type CacheStats struct {
 // Stats returns a snapshot of the router.
 func (r *Router) Stats() Stats {
 	var st Stats
-	for _, s := range r.shards {
+	st.Map = r.mapStats()
+	for _, s := range r.current().shards {
 		st.Shards = append(st.Shards, ShardStats{
 			Name:          s.name,
 			Range:         s.rng.String(),

@@ -18,6 +18,10 @@ import (
 type Target struct {
 	r *Router
 	s *shardState
+
+	id     shard.ID // the key's ID, when keyed: a fenced write is routed again by it
+	keyed  bool
+	direct bool // one attempt, not through the fence's retry (see fence.go)
 }
 
 // Shard returns the shard's name.
@@ -32,6 +36,9 @@ func (t Target) Range() shard.Range { return t.s.rng }
 // BEGIN; statement; COMMIT, so one that cannot run inside a transaction
 // block (VACUUM, CREATE INDEX CONCURRENTLY) must run without a session.
 func (t Target) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.r.follow != nil && !t.direct {
+		return t.fencedExec(ctx, sql, args)
+	}
 	if t.r.closed.Load() {
 		return pgconn.CommandTag{}, ErrClosed
 	}
@@ -74,6 +81,9 @@ func (t Target) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // commit's WAL position is recorded, read in the same round trip as the
 // COMMIT.
 func (t Target) Tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if t.r.follow != nil && !t.direct {
+		return t.fencedTx(ctx, fn)
+	}
 	if t.r.closed.Load() {
 		return ErrClosed
 	}

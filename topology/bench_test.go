@@ -21,6 +21,8 @@ import (
 //     compares the connection's map version with a constant, installed
 //     once the shard has lost a range. Before that a shard has no trigger
 //     and a write pays nothing.
+//   - none-vs-none: two tables without the trigger, the measure's own
+//     bias and noise.
 //   - pipelined-check-vs-none: the alternative, a check statement that
 //     reads the fence table sent in the same round trip as the write
 //     (one implicit transaction).
@@ -29,7 +31,10 @@ func BenchmarkFence(b *testing.B) {
 	p0 := cluster.Shards()[0].Primary
 	for _, stmt := range []string{
 		"DROP SCHEMA IF EXISTS pgshard CASCADE",
-		"DROP TABLE IF EXISTS bench_plain, bench_fenced",
+		"DROP TABLE IF EXISTS bench_plain, bench_fenced, bench_twin",
+		"CREATE TABLE bench_twin (id bigint PRIMARY KEY, name text)",
+		"INSERT INTO bench_twin VALUES (42, 'x')",
+		"ALTER TABLE bench_twin OWNER TO pgshard",
 		"CREATE TABLE bench_plain (id bigint PRIMARY KEY, name text)",
 		"CREATE TABLE bench_fenced (id bigint PRIMARY KEY, name text)",
 		"INSERT INTO bench_plain VALUES (42, 'x')",
@@ -42,6 +47,7 @@ func BenchmarkFence(b *testing.B) {
 	c := connAtB(b, p0, 0)
 	require.NoError(b, topology.InstallFence(ctx, c, topology.FenceState{Shard: "a", Range: "-40", Version: 2}, time.Second))
 	require.NoError(b, p0.SuperExec(ctx, "DROP TRIGGER pgshard_fence ON bench_plain"))
+	require.NoError(b, p0.SuperExec(ctx, "DROP TRIGGER pgshard_fence ON bench_twin"))
 	require.NoError(b, p0.SuperExec(ctx, `CREATE OR REPLACE FUNCTION pgshard.fence_ok(v bigint) RETURNS void LANGUAGE plpgsql AS $f$
 		BEGIN
 			IF NOT EXISTS (SELECT 1 FROM pgshard.fence WHERE NOT closed AND version <= v) THEN
@@ -63,6 +69,9 @@ func BenchmarkFence(b *testing.B) {
 		}
 	}
 	plain := func(i int) { exec("UPDATE bench_plain SET name = $2 WHERE id = $1", i) }
+	b.Run("none-vs-none", func(b *testing.B) { // the two sides' bias, for scale
+		interleave(b, "twin/none", plain, func(i int) { exec("UPDATE bench_twin SET name = $2 WHERE id = $1", i) })
+	})
 	b.Run("trigger-vs-none", func(b *testing.B) {
 		interleave(b, "trigger/none", plain, func(i int) { exec("UPDATE bench_fenced SET name = $2 WHERE id = $1", i) })
 	})

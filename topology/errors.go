@@ -38,7 +38,8 @@ type FenceError struct {
 	// Closed says the shard refuses every router's writes (its state is
 	// fenced), whatever the map version.
 	Closed bool
-	// Err is the server's error.
+	// Err is the server's error; nil when the router held the write
+	// without sending it (its map says the shard is fenced).
 	Err *pgconn.PgError
 }
 
@@ -50,8 +51,13 @@ func (e *FenceError) Error() string {
 	return fmt.Sprintf("topology: write routed with a map older than version %d refused by the shard's fence", e.Version)
 }
 
-// Unwrap returns ErrFenced and the server's error.
-func (e *FenceError) Unwrap() []error { return []error{ErrFenced, e.Err} }
+// Unwrap returns ErrFenced and the server's error, if any.
+func (e *FenceError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrFenced}
+	}
+	return []error{ErrFenced, e.Err}
+}
 
 // IsFenced reports whether err is a refusal by a shard's fence, and if so
 // returns it with the version the fence asks for.

@@ -44,19 +44,32 @@ CREATE TABLE IF NOT EXISTS pgshard.fence (
 	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );`
 
-// The trigger function is rewritten at each fence with its state as
-// constants: the check reads no table, only the connection's parameter.
+// The trigger function only raises: the trigger's WHEN clause, rewritten
+// at each fence with its state as constants, decides without calling a
+// function, reading only the connection's parameter, so a write that
+// passes pays one expression.
 const fenceCheck = `
 CREATE OR REPLACE FUNCTION pgshard.fence_check() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE
-	v text := current_setting('pgshard.map_version', true);
 BEGIN
-	IF v IS NOT NULL AND v <> '' AND (%[1]t OR v::bigint < %[2]d) THEN
-		RAISE EXCEPTION 'pgshard: write routed with map version %% refused: shard %[3]s is fenced at version %[2]d', v
-			USING ERRCODE = 'PGS01', DETAIL = 'version=%[2]d closed=%[1]t';
-	END IF;
-	RETURN NULL;
+	RAISE EXCEPTION 'pgshard: write routed with map version %% refused: shard %[2]s is fenced at version %[1]d',
+		current_setting('pgshard.map_version', true)
+		USING ERRCODE = 'PGS01', DETAIL = 'version=%[1]d closed=%[3]t';
 END $f$;`
+
+// fenceWhen is the trigger's condition: a router's connection (one that
+// sets the parameter) whose map is older than the fence, or any router's
+// when the shard is closed.
+func fenceWhen(st FenceState) string {
+	if st.Closed {
+		return "coalesce(current_setting('pgshard.map_version', true), '') <> ''"
+	}
+	return fmt.Sprintf("coalesce(nullif(current_setting('pgshard.map_version', true), '')::bigint, 9223372036854775807) < %d", st.Version)
+}
+
+func createTrigger(table string, st FenceState) string {
+	return "CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON " + table +
+		" FOR EACH STATEMENT WHEN (" + fenceWhen(st) + ") EXECUTE FUNCTION pgshard.fence_check()"
+}
 
 const fenceNewTables = `
 CREATE OR REPLACE FUNCTION pgshard.fence_new_table() RETURNS event_trigger LANGUAGE plpgsql AS $f$
@@ -65,7 +78,7 @@ DECLARE
 BEGIN
 	FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
 		WHERE object_type = 'table' AND schema_name NOT IN ('pgshard', 'pg_temp') LOOP
-		EXECUTE format('CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgshard.fence_check()', r.objid::regclass);
+		EXECUTE format(%s, r.objid::regclass);
 	END LOOP;
 END $f$;
 DROP EVENT TRIGGER IF EXISTS pgshard_fence_new_tables;
@@ -117,7 +130,7 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 		if _, err := tx.Exec(ctx, fenceSchema); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf(fenceCheck, st.Closed, st.Version, st.Shard)); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(fenceCheck, st.Version, st.Shard, st.Closed)); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, userTables)
@@ -134,8 +147,7 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 			}
 		}
 		for _, t := range tables {
-			if _, err := tx.Exec(ctx, "CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "+t+
-				" FOR EACH STATEMENT EXECUTE FUNCTION pgshard.fence_check()"); err != nil {
+			if _, err := tx.Exec(ctx, createTrigger(t, st)); err != nil {
 				return fmt.Errorf("fence table %s: %w", t, err)
 			}
 		}
@@ -144,7 +156,9 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 			return err
 		}
 		if super {
-			if _, err := tx.Exec(ctx, fenceNewTables); err != nil {
+			tmpl := strings.ReplaceAll(createTrigger("%s", st), "%", "%%")
+			tmpl = strings.Replace(tmpl, "%%s", "%s", 1)
+			if _, err := tx.Exec(ctx, fmt.Sprintf(fenceNewTables, quoteLiteral(tmpl))); err != nil {
 				return err
 			}
 		}
@@ -169,3 +183,5 @@ func validName(s string) bool {
 	}
 	return true
 }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,92 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/replica"
+	"github.com/pgshard/pgshard/topology"
+)
+
+// Writes under a router that follows a topology store go through fenced:
+// a write the shard's fence refuses (SQLSTATE PGS01, see package topology)
+// did nothing, so it is routed again, by its key, on a map at least as new
+// as the fence, within Config.FenceWait. A write to a shard whose state is
+// fenced waits the same way for a map that opens it, without being sent.
+
+func (t Target) fencedExec(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := t.fenced(ctx, func(t Target) error {
+		var err error
+		tag, err = t.Exec(ctx, sql, args...)
+		return err
+	})
+	return tag, err
+}
+
+func (t Target) fencedTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return t.fenced(ctx, func(t Target) error { return t.Tx(ctx, fn) })
+}
+
+// fenced runs op on t's shard in the newest view, again on a newer view
+// each time a fence refuses it, until FenceWait has passed.
+func (t Target) fenced(ctx context.Context, op func(Target) error) error {
+	f := t.r.follow
+	deadline := time.Now().Add(f.wait)
+	var refusedBy *shardState
+	for {
+		v := t.r.current()
+		cur, ok := t.in(v)
+		if !ok {
+			return fmt.Errorf("router: shard %s is no longer in the map (version %d)", t.s.name, v.version)
+		}
+		var err error
+		var want int64
+		if meta := v.meta[cur.s]; meta.closed {
+			err, want = &topology.FenceError{Version: v.version, Closed: true}, v.version+1
+		} else {
+			err = op(cur)
+			fe, refused := topology.IsFenced(err)
+			switch {
+			case refused:
+				err, want = fe, max(fe.Version, meta.tag+1)
+				if refusedBy == cur.s {
+					// Refused twice by one set: the store has not published
+					// the fence's version yet. Do not spin.
+					time.Sleep(20 * time.Millisecond)
+				}
+				refusedBy = cur.s
+			case errors.Is(err, replica.ErrClosed) && !t.r.closed.Load() && t.r.current() != v:
+				continue // its set was retired by a new map before the call reached it
+			default:
+				return err
+			}
+		}
+		if werr := f.await(ctx, want, deadline); werr != nil {
+			return fmt.Errorf("router: shard %s: %w (waited up to %s for a map that lets it through: %v)", cur.s.name, err, f.wait, werr)
+		}
+	}
+}
+
+// in returns the target of the same key (or, for a target chosen by
+// name, the same shard) in view v, for one direct attempt.
+func (t Target) in(v *view) (Target, bool) {
+	out := t
+	out.direct = true
+	if t.keyed {
+		out.s = v.shards[v.m.Index(t.id)]
+		return out, true
+	}
+	for _, st := range v.shards {
+		if st.name == t.s.name {
+			out.s = st
+			return out, true
+		}
+	}
+	return out, false
+}
