@@ -38,12 +38,17 @@ var ctlSeq atomic.Int64
 // it and every fence at the end of the test.
 func controlStore(t *testing.T) (*topology.Store, string) {
 	t.Helper()
+	t.Setenv("PGSHARD_TEST_PASSWORD", "pgshard")
+	return controlStoreB(t)
+}
+
+func controlStoreB(t testing.TB) (*topology.Store, string) {
+	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("ctl_%d_%d", os.Getpid(), ctlSeq.Add(1))
 	p := cluster.Shards()[0].Primary
 	require.NoError(t, p.SuperExec(ctx, "CREATE DATABASE "+name+" OWNER pgshard"))
-	t.Setenv("PGSHARD_TEST_PASSWORD", "pgshard")
-	s, err := topology.Open(ctx, storeDSN(p, name))
+	s, err := topology.Open(ctx, fmt.Sprintf("postgres://pgshard:pgshard@127.0.0.1:%d/%s?sslmode=disable", p.Port(), name))
 	require.NoError(t, err)
 	require.NoError(t, s.Init(ctx))
 	t.Cleanup(func() {
@@ -78,6 +83,15 @@ func apply(t *testing.T, s *topology.Store, m *topology.Map, why string) int64 {
 	plan, err := s.Apply(context.Background(), m, topology.ApplyOptions{Reason: why, Lookup: lookupPW})
 	require.NoError(t, err)
 	return plan.To.Version
+}
+
+func applyOpts(why string) topology.ApplyOptions {
+	return topology.ApplyOptions{Reason: why, Lookup: lookupPW}
+}
+
+func openStoreB(t testing.TB, s *topology.Store) *router.Router {
+	t.Helper()
+	return open(t, router.Config{Store: s, Replica: fast, Lookup: lookupPW})
 }
 
 func openStore(t *testing.T, s *topology.Store, edit func(*router.Config)) *router.Router {
