@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 )
 
@@ -43,33 +44,65 @@ type server interface {
 	logTail(ctx context.Context, lines int) string
 }
 
-// newBackend picks the backend that o asks for, or that $PGSHARD_PG_BACKEND names.
-func newBackend(ctx context.Context, o Options, ports *portPicker) (backend, Backend, error) {
-	want := o.Backend
+// newBackend picks the backend that o asks for, or that $PGSHARD_PG_BACKEND names. When
+// auto picks local, why says why in one line.
+func newBackend(ctx context.Context, o Options, ports *portPicker) (b backend, kind Backend, why string, err error) {
+	want, source := o.Backend, "Options.Backend"
 	if want == "" {
-		want = Backend(os.Getenv(EnvBackend))
+		want, source = Backend(os.Getenv(EnvBackend)), EnvBackend
 	}
-	kind, err := ParseBackend(string(want))
-	if err != nil {
-		return nil, "", err
+	if kind, err = ParseBackend(string(want)); err != nil {
+		return nil, "", "", err
 	}
-	if kind == BackendLocal || o.TLS {
-		if kind == BackendDocker {
-			return nil, "", fmt.Errorf("pgcluster: Options.TLS needs the local backend, and %s=docker", EnvBackend)
-		}
+	local := func(why string) (backend, Backend, string, error) {
 		b, err := newLocal(ctx, o, ports)
-		return b, kind, err
+		return b, BackendLocal, why, err
+	}
+	if kind == BackendLocal {
+		return local("")
+	}
+	// What only the local backend does. A docker backend chosen by the environment, as
+	// in make test-docker, yields to it; one chosen by Options does not.
+	if opt := localOnly(o); opt != "" {
+		if kind == BackendDocker && source == "Options.Backend" {
+			return nil, "", "", fmt.Errorf("pgcluster: Options.%s needs the local backend, and Options.Backend is docker", opt)
+		}
+		return local("Options." + opt + " needs the local backend")
 	}
 	pool, pingErr := pingDocker(ctx)
-	if pingErr == nil {
-		b, err := newDocker(o, pool, ports)
-		return b, BackendDocker, err
+	if pingErr != nil {
+		if kind == BackendDocker {
+			return nil, "", "", fmt.Errorf("%w: %v", ErrNoDocker, pingErr)
+		}
+		return local(fmt.Sprintf("auto: no Docker engine answered (%v)", firstLine(pingErr)))
 	}
-	if kind == BackendDocker {
-		return nil, "", fmt.Errorf("%w: %v", ErrNoDocker, pingErr)
+	// auto never builds nor pulls: that takes minutes, and a registry may be out of reach.
+	if err := ensureImage(ctx, pool, o.Image, kind == BackendDocker, os.Stderr); err != nil {
+		closeIdle(pool)
+		if kind == BackendDocker {
+			return nil, "", "", err
+		}
+		return local(fmt.Sprintf("auto: a Docker engine answers but %v (make docker-image builds %s)", err, DefaultImage))
 	}
-	b, err := newLocal(ctx, o, ports)
-	return b, BackendLocal, err
+	return newDocker(ctx, o, pool, ports), BackendDocker, "", nil
+}
+
+// localOnly names an option that only the local backend honours, or returns "".
+func localOnly(o Options) string {
+	switch {
+	case o.TLS:
+		return "TLS"
+	case o.DataDir != "":
+		return "DataDir"
+	case o.BinDir != "":
+		return "BinDir"
+	}
+	return ""
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 // portPicker hands out free loopback ports, never the same one twice to one cluster.

@@ -15,6 +15,7 @@ import (
 // that stops every server it started and removes their data.
 type Cluster struct {
 	kind    Backend
+	why     string // why auto picked the local backend, or ""
 	backend backend
 	opts    Options
 	shards  []Shard
@@ -47,11 +48,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, kind, err := newBackend(ctx, o, &portPicker{})
+	b, kind, why, err := newBackend(ctx, o, &portPicker{})
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{kind: kind, backend: b, opts: o, shards: make([]Shard, o.Shards)}
+	c := &Cluster{kind: kind, why: why, backend: b, opts: o, shards: make([]Shard, o.Shards)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -154,6 +155,11 @@ func (c *Cluster) CAFile() string { return c.backend.caFile() }
 
 // Backend returns the backend that runs the servers: BackendLocal or BackendDocker.
 func (c *Cluster) Backend() Backend { return c.kind }
+
+// BackendReason says in one line why the cluster runs the local backend when docker
+// could have been chosen (auto found no engine or no image, or an option needs the
+// local backend); "" otherwise.
+func (c *Cluster) BackendReason() string { return c.why }
 
 // StartupTime returns how long Start took.
 func (c *Cluster) StartupTime() time.Duration { return c.startup }

@@ -16,19 +16,31 @@ import (
 	dc "github.com/ory/dockertest/v3/docker"
 )
 
-// dockerBackend runs one container of the postgres image per node, on a network of its
-// own so that replicas reach their primary by container name. Ports are published on
-// 127.0.0.1 only. It is safe for concurrent use.
+// dockerBackend runs one container per node, with host networking: each server listens
+// on a port of 127.0.0.1 of its own, and replicas stream from 127.0.0.1 too, so no packet
+// leaves loopback and no bridge network is made. The container's script runs initdb or
+// pg_basebackup and then postgres itself, as the image's user postgres, so any image
+// with the server binaries on PATH or under /usr/lib/postgresql/*/bin works: the
+// official postgres:15 and the registry-free pgshard/postgres:15 (see BuildImage). It
+// is safe for concurrent use.
 type dockerBackend struct {
-	opts      Options
-	ports     *portPicker
-	pool      *dockertest.Pool
-	network   *dockertest.Network
-	prefix    string // of every name this backend gives
-	repo, tag string
+	opts   Options
+	ports  *portPicker
+	pool   *dockertest.Pool
+	prefix string // of every name this backend gives
+	image  string
 }
 
-// pingDocker returns a pool when a Docker engine answers within a second.
+// Labels that every container of pgcluster carries, so that the next Start removes the
+// containers of a test process that died without closing its cluster.
+const (
+	labelCluster = "pgshard.cluster"
+	labelPID     = "pgshard.pid"
+	labelHost    = "pgshard.host"
+)
+
+// pingDocker returns a pool when a Docker engine ($DOCKER_HOST, else the default
+// socket) answers within a second.
 func pingDocker(ctx context.Context) (*dockertest.Pool, error) {
 	pool, err := dockertest.NewPool("")
 	if err != nil {
@@ -37,118 +49,177 @@ func pingDocker(ctx context.Context) (*dockertest.Pool, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := pool.Client.PingWithContext(ctx); err != nil {
+		closeIdle(pool)
 		return nil, err
 	}
 	return pool, nil
 }
 
-func newDocker(o Options, pool *dockertest.Pool, ports *portPicker) (*dockerBackend, error) {
-	var nonce [4]byte
-	_, _ = rand.Read(nonce[:])
-	b := &dockerBackend{opts: o, ports: ports, pool: pool, prefix: fmt.Sprintf("pgshard-%d-%x", os.Getpid(), nonce)}
-	b.repo, b.tag = o.Image, "latest"
-	if i := strings.LastIndex(o.Image, ":"); i > strings.LastIndex(o.Image, "/") {
-		b.repo, b.tag = o.Image[:i], o.Image[i+1:]
+// closeIdle closes the pool's idle HTTP connections, whose goroutines would outlive it.
+func closeIdle(pool *dockertest.Pool) {
+	if hc := pool.Client.HTTPClient; hc != nil {
+		hc.CloseIdleConnections()
 	}
-	var err error
-	if b.network, err = pool.CreateNetwork(b.prefix); err != nil {
-		return nil, fmt.Errorf("pgcluster: docker network: %w", err)
-	}
-	return b, nil
 }
 
-func (b *dockerBackend) describe() string { return "docker " + b.opts.Image }
+func newDocker(ctx context.Context, o Options, pool *dockertest.Pool, ports *portPicker) *dockerBackend {
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	b := &dockerBackend{opts: o, ports: ports, pool: pool, image: o.Image,
+		prefix: fmt.Sprintf("pgshard-%d-%x", os.Getpid(), nonce)}
+	sweepContainers(ctx, pool)
+	return b
+}
+
+func (b *dockerBackend) describe() string { return "docker " + b.image }
 
 func (b *dockerBackend) caFile() string { return "" }
 
-// The entrypoint scripts lean on the image's docker-entrypoint.sh. The primary's adds the
-// cluster's settings and pg_hba.conf once initdb has run; a replica's clones its primary
-// on first start only, since Stop and Start restart the same container.
+// The containers' scripts, for sh, run as the image's user postgres. Stop and Start
+// restart the same container, whose data stays: initdb and pg_basebackup run on its
+// first start only.
 const (
-	primaryScript = `set -e
-mkdir -p /docker-entrypoint-initdb.d
-cat > /docker-entrypoint-initdb.d/pgshard.sh <<'END'
-printf '%s\n' "$PGSHARD_CONF" >> "$PGDATA/postgresql.conf"
-printf '%s\n' "$PGSHARD_HBA" > "$PGDATA/pg_hba.conf"
-END
-exec docker-entrypoint.sh postgres -c cluster_name="$PGSHARD_NAME"`
-
-	replicaScript = `set -e
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-	mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
-	PGPASSWORD="$POSTGRES_PASSWORD" gosu postgres pg_basebackup -h "$PGSHARD_PRIMARY" -U postgres \
-		-D "$PGDATA" -R -X stream -c fast -C -S "$PGSHARD_SLOT"
+	scriptFindBin = `set -e
+bin=
+if command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+	bin=$(dirname "$(command -v postgres)")
+else
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5nr); do
+		if [ -x "$d/postgres" ]; then bin=$d; break; fi
+	done
 fi
-exec docker-entrypoint.sh postgres -c cluster_name="$PGSHARD_NAME"`
+if [ -z "$bin" ]; then
+	echo "pgcluster: this image has no postgres on PATH or under /usr/lib/postgresql/*/bin" >&2
+	exit 1
+fi
+PATH="$bin:$PATH"
+mkdir -p "$(dirname "$PGDATA")"
+`
+	scriptRun = `printf '%s\n' "$PGSHARD_CONF" > "$PGDATA/pgshard.conf"
+exec postgres -D "$PGDATA"
+`
+	primaryScript = scriptFindBin + `if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	pw=$(mktemp)
+	printf '%s\n' "$PGSHARD_PASSWORD" > "$pw"
+	initdb -D "$PGDATA" -U postgres --pwfile="$pw" --auth=trust -E UTF8 --locale=C --no-sync --no-instructions
+	rm -f "$pw"
+	printf '%s\n' "$PGSHARD_HBA" > "$PGDATA/pg_hba.conf"
+	printf "\ninclude_if_exists = 'pgshard.conf'\n" >> "$PGDATA/postgresql.conf"
+fi
+` + scriptRun
 
-	dockerHBA = `local all all trust
-host all all all scram-sha-256
-host replication all all scram-sha-256`
+	// -R writes primary_conninfo and standby.signal; -C -S makes a slot, so that the
+	// primary keeps the WAL that a stopped or paused replica has not received yet.
+	replicaScript = scriptFindBin + `if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	PGPASSWORD="$PGSHARD_PASSWORD" pg_basebackup -h 127.0.0.1 -p "$PGSHARD_PRIMARY_PORT" -U postgres \
+		-D "$PGDATA" -R -X stream -c fast -C -S "$PGSHARD_SLOT" --no-sync
+fi
+` + scriptRun
+
+	// containerData is PGDATA in every container: a folder of the container's own
+	// file system (not a volume), so that it lives as long as the container.
+	containerData = "/tmp/pgshard/data"
 )
 
 func (b *dockerBackend) startPrimary(ctx context.Context, name string) (server, error) {
-	settings := append([]setting{{"listen_addresses", "*"}}, clusterSettings(b.opts)...)
-	s, err := b.run(ctx, name, primaryScript,
-		"PGSHARD_CONF="+string(renderConf(settings)), "PGSHARD_HBA="+dockerHBA)
+	s, err := b.launch(ctx, name, primaryScript, superuser, "PGSHARD_HBA="+hbaConf)
 	if err != nil {
 		return nil, err
 	}
 	stmts := roleSQL(b.opts)
-	if b.opts.Database != "postgres" && b.opts.User != superuser {
-		stmts = append(stmts, "ALTER DATABASE "+quoteIdent(b.opts.Database)+" OWNER TO "+quoteIdent(b.opts.User))
+	if b.opts.Database != superuser {
+		owner := b.opts.User
+		stmts = append(stmts, "CREATE DATABASE "+quoteIdent(b.opts.Database)+" OWNER "+quoteIdent(owner))
 	}
-	if err := execAll(ctx, s.superDSN(), stmts...); err != nil {
-		_ = s.close(ctx)
+	if err := execAll(ctx, dsn(superuser, b.opts.Password, s.portN, superuser), stmts...); err != nil {
+		_ = s.close(context.WithoutCancel(ctx))
 		return nil, &NodeError{Node: name, Op: "set up", Err: err}
 	}
 	return s, nil
 }
 
 func (b *dockerBackend) startReplica(ctx context.Context, name, slot string, primary server) (server, error) {
-	p := primary.(*dockerServer)
-	return b.run(ctx, name, replicaScript, "PGSHARD_PRIMARY="+p.container(), "PGSHARD_SLOT="+slot)
+	return b.launch(ctx, name, replicaScript, b.opts.Database,
+		"PGSHARD_PRIMARY_PORT="+strconv.Itoa(primary.port()), "PGSHARD_SLOT="+slot)
 }
 
-func (b *dockerBackend) run(ctx context.Context, name, script string, env ...string) (*dockerServer, error) {
-	port, err := b.ports.pick()
-	if err != nil {
-		return nil, err
-	}
-	s := &dockerServer{b: b, name: name, portN: port}
-	s.res, err = b.pool.RunWithOptions(&dockertest.RunOptions{
-		Name:       s.container(),
-		Repository: b.repo,
-		Tag:        b.tag,
-		Env: append(env, "POSTGRES_PASSWORD="+b.opts.Password, "POSTGRES_DB="+b.opts.Database,
-			"PGSHARD_NAME="+name),
-		Entrypoint:   []string{"bash", "-c", script},
-		Networks:     []*dockertest.Network{b.network},
-		ExposedPorts: []string{"5432/tcp"},
-		PortBindings: map[dc.Port][]dc.PortBinding{
-			"5432/tcp": {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(port)}},
-		},
-		Labels: map[string]string{"pgshard.cluster": b.prefix},
-	}, func(hc *dc.HostConfig) {
-		hc.PublishAllPorts = false
-		hc.RestartPolicy = dc.RestartPolicy{Name: "no"}
-	})
-	if err != nil {
-		return nil, &NodeError{Node: name, Op: "run a container for", Err: err}
-	}
-	if err := waitReady(ctx, s.superDSN(), nil); err != nil {
-		log := s.logTail(context.WithoutCancel(ctx), 20)
+// launch runs a node's container on a new port and waits until the server accepts
+// connections to database db; it tries again on another port if someone else took
+// that one meanwhile.
+func (b *dockerBackend) launch(ctx context.Context, name, script, db string, env ...string) (*dockerServer, error) {
+	for try := 1; ; try++ {
+		port, err := b.ports.pick()
+		if err != nil {
+			return nil, err
+		}
+		s := &dockerServer{b: b, name: name, portN: port}
+		settings := append([]setting{
+			{"listen_addresses", "127.0.0.1"},
+			{"port", strconv.Itoa(port)},
+			{"unix_socket_directories", "/tmp"},
+			{"cluster_name", name},
+		}, clusterSettings(b.opts)...)
+		repo, tag := splitImage(b.image)
+		s.res, err = b.pool.RunWithOptions(&dockertest.RunOptions{
+			Name:       s.container(),
+			Repository: repo,
+			Tag:        tag,
+			User:       superuser,
+			Env: append(env, "PGDATA="+containerData, "PGSHARD_PASSWORD="+b.opts.Password,
+				"PGSHARD_CONF="+string(renderConf(settings))),
+			Entrypoint: []string{"sh", "-c", script},
+			Labels: map[string]string{labelCluster: b.prefix, labelPID: strconv.Itoa(os.Getpid()),
+				labelHost: hostname()},
+		}, func(hc *dc.HostConfig) {
+			hc.NetworkMode = "host"
+			hc.PublishAllPorts = false
+			hc.RestartPolicy = dc.RestartPolicy{Name: "no"}
+		})
+		if err != nil {
+			return nil, &NodeError{Node: name, Op: "run a container for", Err: err}
+		}
+		err = s.waitReady(ctx, dsn(superuser, b.opts.Password, port, db))
+		if err == nil {
+			return s, nil
+		}
+		tail := s.logTail(context.WithoutCancel(ctx), 20)
 		_ = s.close(context.WithoutCancel(ctx))
-		return nil, &NodeError{Node: name, Op: "start", Log: log, Err: err}
+		if try < 3 && strings.Contains(tail, "Address already in use") {
+			continue
+		}
+		return nil, &NodeError{Node: name, Op: "start", Log: tail, Err: err}
 	}
-	return s, nil
 }
 
 func (b *dockerBackend) close(context.Context) error {
-	err := b.pool.RemoveNetwork(b.network)
-	if hc := b.pool.Client.HTTPClient; hc != nil {
-		hc.CloseIdleConnections() // their goroutines would outlive Close
+	closeIdle(b.pool)
+	return nil
+}
+
+// sweepContainers removes the containers of pgcluster whose test process, on this
+// machine, died without closing its cluster: nothing stops a container when the
+// process that ran it dies.
+func sweepContainers(ctx context.Context, pool *dockertest.Pool) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	list, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true, Context: ctx,
+		Filters: map[string][]string{"label": {labelPID, labelHost + "=" + hostname()}}})
+	if err != nil {
+		return
 	}
-	return err
+	for _, c := range list {
+		pid, err := strconv.Atoi(c.Labels[labelPID])
+		if err != nil || pid == os.Getpid() || alive(pid) {
+			continue
+		}
+		_ = pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true,
+			Context: ctx})
+	}
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // dockerServer is one container. It is safe for concurrent use.
@@ -170,6 +241,21 @@ func (s *dockerServer) superDSN() string {
 	return dsn(superuser, s.b.opts.Password, s.portN, s.b.opts.Database)
 }
 
+// waitReady waits until the server behind dsn accepts connections, and gives up early
+// when the container exits.
+func (s *dockerServer) waitReady(ctx context.Context, dsn string) error {
+	wctx, cancel := context.WithCancel(ctx)
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_, _ = s.b.pool.Client.WaitContainerWithContext(s.res.Container.ID, wctx)
+	}()
+	err := waitReady(ctx, dsn, exited)
+	cancel()
+	<-exited
+	return err
+}
+
 func (s *dockerServer) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,13 +264,15 @@ func (s *dockerServer) start(ctx context.Context) error {
 	if err != nil && !errors.As(err, &running) {
 		return err
 	}
-	return waitReady(ctx, s.superDSN(), nil)
+	return s.waitReady(ctx, s.superDSN())
 }
 
-// stop sends SIGINT, PostgreSQL's fast shutdown: dockertest replaces the image's stop
-// signal, so docker stop would not shut down fast.
+// stop sends SIGINT, PostgreSQL's fast shutdown, to the postmaster, the container's
+// first process: dockertest replaces the image's stop signal.
 func (s *dockerServer) stop(ctx context.Context) error { return s.signal(ctx, dc.SIGINT) }
 
+// kill sends SIGKILL to the postmaster; the kernel kills the rest of the container's
+// processes with it, as the first process of their PID namespace.
 func (s *dockerServer) kill(ctx context.Context) error { return s.signal(ctx, dc.SIGKILL) }
 
 func (s *dockerServer) signal(ctx context.Context, sig dc.Signal) error {
@@ -206,11 +294,13 @@ func (s *dockerServer) signal(ctx context.Context, sig dc.Signal) error {
 	return err
 }
 
+// close removes the container, killing it, and its data with it.
 func (s *dockerServer) close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_ = s.unpauseLocked(ctx)
-	return s.b.pool.Purge(s.res)
+	return s.b.pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: s.res.Container.ID, Force: true,
+		RemoveVolumes: true, Context: ctx})
 }
 
 // freeze pauses the container: the cgroup freezer stops every process in it.
@@ -219,6 +309,13 @@ func (s *dockerServer) freeze(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if s.paused {
 		return nil
+	}
+	c, err := s.b.pool.Client.InspectContainerWithContext(s.res.Container.ID, ctx)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running {
+		return errNotRunning
 	}
 	if err := s.b.pool.Client.PauseContainer(s.res.Container.ID); err != nil {
 		return err

@@ -36,6 +36,9 @@ func RunMain(m M, opts Options, dst **Cluster) (code int) {
 		fmt.Fprintf(os.Stderr, "pgcluster: cannot start the test cluster: %v\n", err)
 		return 1
 	}
+	if why := c.BackendReason(); why != "" {
+		fmt.Fprintf(os.Stderr, "pgcluster: local backend: %s\n", why)
+	}
 	fmt.Fprintf(os.Stderr, "pgcluster: %v: ready in %v\n", c, c.StartupTime().Round(time.Millisecond))
 	*dst = c
 	defer func() {

@@ -3,6 +3,7 @@ package pgcluster
 import (
 	"fmt"
 	"maps"
+	"os"
 	"regexp"
 	"strings"
 )
@@ -11,11 +12,13 @@ import (
 type Backend string
 
 const (
-	// BackendAuto uses docker when a Docker engine answers within a second, else local.
+	// BackendAuto uses docker when a Docker engine answers within a second and has the
+	// image, else local: it never builds nor pulls an image.
 	BackendAuto Backend = "auto"
 	// BackendLocal runs the PostgreSQL server binaries installed on this machine.
 	BackendLocal Backend = "local"
-	// BackendDocker runs one container of the postgres image per node.
+	// BackendDocker runs one container of the image per node, and builds the image
+	// (see BuildImage) or pulls it when it is missing.
 	BackendDocker Backend = "docker"
 )
 
@@ -80,7 +83,10 @@ type Options struct {
 	// Zero means search $PATH, then /usr/lib/postgresql/*/bin and /usr/pgsql-*/bin, and
 	// take the highest version that is 15 or newer.
 	BinDir string
-	// Image, for the docker backend, is the server image. Zero means "postgres:15".
+	// Image, for the docker backend, is the server image: any image with the PostgreSQL
+	// server binaries on PATH or under /usr/lib/postgresql/*/bin and a user postgres,
+	// such as the official postgres:15. Zero means $PGSHARD_PG_IMAGE, and DefaultImage
+	// when that is unset or empty.
 	Image string
 }
 
@@ -115,7 +121,10 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	o.Settings = maps.Clone(o.Settings)
 	if o.Image == "" {
-		o.Image = "postgres:15"
+		o.Image = strings.TrimSpace(os.Getenv(EnvImage))
+	}
+	if o.Image == "" {
+		o.Image = DefaultImage
 	}
 	return o, nil
 }
