@@ -231,6 +231,7 @@ type dockerServer struct {
 	mu    sync.Mutex // serialises start, stop, kill, freeze, thaw and close
 	// paused: the container was paused (see freeze).
 	paused bool
+	closed bool // the container is removed
 }
 
 func (s *dockerServer) container() string { return s.b.prefix + "-" + s.name }
@@ -259,6 +260,9 @@ func (s *dockerServer) waitReady(ctx context.Context, dsn string) error {
 func (s *dockerServer) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
 	err := s.b.pool.Client.StartContainerWithContext(s.res.Container.ID, nil, ctx)
 	var running *dc.ContainerAlreadyRunning
 	if err != nil && !errors.As(err, &running) {
@@ -278,6 +282,9 @@ func (s *dockerServer) kill(ctx context.Context) error { return s.signal(ctx, dc
 func (s *dockerServer) signal(ctx context.Context, sig dc.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	if err := s.unpauseLocked(ctx); err != nil { // the engine signals no paused container
 		return err
 	}
@@ -298,6 +305,10 @@ func (s *dockerServer) signal(ctx context.Context, sig dc.Signal) error {
 func (s *dockerServer) close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	_ = s.unpauseLocked(ctx)
 	return s.b.pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: s.res.Container.ID, Force: true,
 		RemoveVolumes: true, Context: ctx})
@@ -307,6 +318,9 @@ func (s *dockerServer) close(ctx context.Context) error {
 func (s *dockerServer) freeze(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
 	if s.paused {
 		return nil
 	}
