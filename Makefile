@@ -3,11 +3,22 @@ GO ?= go
 PKGS ?= ./...
 TEST_TIMEOUT ?= 9m
 
-.PHONY: test vet fmt bench fuzz deps run soak chaos
+.PHONY: test test-docker docker-image vet fmt bench fuzz deps run soak chaos
 
 ## test: install what the tests need, then vet and run every test with the race detector.
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## test-docker: every test, the short chaos suite included, against dockerised PostgreSQL
+## (PGSHARD_PG_BACKEND=docker). As root it installs docker.io and mmdebstrap if missing,
+## starts a Docker engine if none answers (and stops it afterwards), and builds the image.
+test-docker: deps vet
+	GO=$(GO) PKGS="$(PKGS)" TEST_TIMEOUT=$(TEST_TIMEOUT) ./scripts/test-docker.sh
+
+## docker-image: the docker backend's image, pgshard/postgres:15 (or $$PGSHARD_PG_IMAGE), built
+## from Debian's packages with no registry when the running Docker engine lacks it.
+docker-image:
+	$(GO) run ./internal/pgcluster/pgimage
 
 ## deps: the PostgreSQL server binaries the test harness starts, and
 ## Chromium for the dashboard's browser test (skipped when it cannot be had).

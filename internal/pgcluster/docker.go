@@ -21,7 +21,7 @@ import (
 // leaves loopback and no bridge network is made. The container's script runs initdb or
 // pg_basebackup and then postgres itself, as the image's user postgres, so any image
 // with the server binaries on PATH or under /usr/lib/postgresql/*/bin works: the
-// official postgres:15 and the registry-free pgshard/postgres:15 (see BuildImage). It
+// official postgres:15 and the registry-free pgshard/postgres:15 (see EnsureImage). It
 // is safe for concurrent use.
 type dockerBackend struct {
 	opts   Options

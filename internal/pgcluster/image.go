@@ -18,29 +18,30 @@ import (
 
 // DefaultImage is the server image of the docker backend when neither Options.Image
 // nor $PGSHARD_PG_IMAGE names one. It is made on this machine, from Debian's packages,
-// with no registry (see BuildImage).
+// with no registry (see EnsureImage).
 const DefaultImage = "pgshard/postgres:15"
 
 // EnvImage is the environment variable that names the docker backend's image when
 // Options.Image is empty, e.g. postgres:16 where a registry can be reached.
 const EnvImage = "PGSHARD_PG_IMAGE"
 
-// imageSuite is the Debian release that BuildImage installs.
+// imageSuite is the Debian release that EnsureImage installs.
 const imageSuite = "bookworm"
 
-// builtImage matches the images BuildImage can make: pgshard/postgres:<major>.
+// builtImage matches the images EnsureImage can build: pgshard/postgres:<major>.
 var builtImage = regexp.MustCompile(`^pgshard/postgres:(1[5-9]|[2-9][0-9])$`)
 
-// Buildable reports whether BuildImage can make image.
+// Buildable reports whether EnsureImage can build image with no registry.
 func Buildable(image string) bool { return builtImage.MatchString(image) }
 
-// BuildImage makes image, which must be pgshard/postgres:<major> (see Buildable), with
-// no registry: mmdebstrap installs Debian's postgresql-<major> into a minimal Debian
-// bookworm file system from this machine's apt sources, and the Docker engine imports
-// the result. It needs root and mmdebstrap (apt-get install -y mmdebstrap), and takes
-// a minute or two. An image that is present is left as it is; processes of this
-// machine that build at once wait for one another. mmdebstrap's output goes to log.
-func BuildImage(ctx context.Context, image string, log io.Writer) error {
+// EnsureImage makes image present in the Docker engine. An image that is there is left
+// as it is. pgshard/postgres:<major> (see Buildable) is built with no registry:
+// mmdebstrap installs Debian's postgresql-<major> into a minimal Debian bookworm file
+// system from this machine's apt sources, and the engine imports the result; that needs
+// root and mmdebstrap (apt-get install -y mmdebstrap) and takes a minute or two, and
+// processes of this machine that build at once wait for one another. Any other image
+// is pulled. mmdebstrap's output goes to log, which may be nil.
+func EnsureImage(ctx context.Context, image string, log io.Writer) error {
 	pool, err := pingDocker(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNoDocker, err)

@@ -18,7 +18,7 @@ const (
 	// BackendLocal runs the PostgreSQL server binaries installed on this machine.
 	BackendLocal Backend = "local"
 	// BackendDocker runs one container of the image per node, and builds the image
-	// (see BuildImage) or pulls it when it is missing.
+	// (see EnsureImage) or pulls it when it is missing.
 	BackendDocker Backend = "docker"
 )
 
