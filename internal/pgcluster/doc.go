@@ -35,13 +35,19 @@
 // pg_basebackup; the highest version that is at least 15), as the system user postgres
 // when the process runs as root. initdb runs once per version and role: its result is
 // cached under os.TempDir() and copied for each primary, which then gets a system
-// identifier of its own (see pg_resetwal); replicas are cloned with pg_basebackup. Each postmaster is a child of the test process and receives SIGQUIT from
-// the kernel if that process dies, so that no server outlives a test binary that
-// crashed or was killed; the folders such a binary leaves are removed by the next Start.
+// identifier of its own (see pg_resetwal); replicas are cloned with pg_basebackup. Each
+// postmaster is a child of the test process and receives SIGQUIT from the kernel if that
+// process dies, so that no server outlives a test binary that crashed or was killed; the
+// folders such a binary leaves are removed by the next Start.
 //
-// The docker backend runs the image postgres:15 (ory/dockertest), one container per node.
+// The docker backend runs one container per node, with host networking: each server on
+// its own port of 127.0.0.1, replicas streaming from 127.0.0.1. Its script runs initdb or
+// pg_basebackup and postgres as the image's user postgres, so any image with the server
+// binaries works; the default, DefaultImage, is built with no registry (EnsureImage).
+// Containers of a test process that died are removed by the next Start.
 //
 // The environment variable PGSHARD_PG_BACKEND chooses: auto (the default: docker if a
-// Docker engine answers within a second, else local), local or docker. Options.Backend,
-// when set, wins.
+// Docker engine answers within a second and has the image, else local, with
+// Cluster.BackendReason saying why), local or docker. Options.Backend, when set, wins.
+// PGSHARD_PG_IMAGE names the image when Options.Image is empty.
 package pgcluster
