@@ -15,14 +15,20 @@ import (
 // failure maps a handler's error to the status and message the client
 // gets. A database that cannot serve (no primary, no fresh replica, a
 // connection lost, a timeout) is a 503 with the reason: in particular a
-// write that was not acknowledged is never answered 2xx. Messages pass
-// through the redactor, and never carry a stack trace.
+// write that was not acknowledged is never answered 2xx, and a 503 means
+// that nothing was committed. A write whose COMMIT may have run but whose
+// answer was lost (replica.ErrOutcomeUnknown) is a 504 that says so: only
+// a retry with the same Idempotency-Key can tell, without a second row.
+// Messages pass through the redactor, and never carry a stack trace.
 func (s *Server) failure(err error) (int, string) {
 	if he, ok := errors.AsType[*httpError](err); ok {
 		return he.status, he.msg
 	}
 	msg := s.red.String(err.Error())
 	switch {
+	case errors.Is(err, replica.ErrOutcomeUnknown):
+		return StatusOutcomeUnknown, "outcome unknown: the write may or may not have been committed; retry with the same " +
+			IdempotencyHeader + " (" + msg + ")"
 	case errors.Is(err, router.ErrInvalidToken):
 		return http.StatusBadRequest, msg
 	case errors.Is(err, replica.ErrNoPrimary), errors.Is(err, replica.ErrSplitBrain), errors.Is(err, replica.ErrNoReplica):
@@ -42,6 +48,10 @@ func (s *Server) failure(err error) (int, string) {
 	}
 	return http.StatusServiceUnavailable, "database unavailable: " + msg
 }
+
+// StatusOutcomeUnknown is the status of a write whose outcome is unknown:
+// 504, as a gateway's answer when the server behind it did not answer.
+const StatusOutcomeUnknown = http.StatusGatewayTimeout
 
 // transient reports whether a SQLSTATE means "try again later": connection
 // exceptions, insufficient resources, operator intervention (shutdown,

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -56,22 +57,52 @@ func (s *Server) createPost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	p := post{UserID: uid, ID: s.ids.Next(), Body: body, CreatedAt: s.now()}
 	t := s.r.User(uid)
-	// One statement, so one round trip: the user's posts live on the
-	// user's shard, and the insert happens only if the user is there.
-	tag, err := t.Exec(r.Context(),
-		`INSERT INTO posts (user_id, id, body, created_at)
-		 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)`,
-		p.UserID, p.ID, p.Body, p.CreatedAt)
+	notFound := &httpError{http.StatusNotFound, "user " + strconv.FormatInt(uid, 10) + " not found"}
+	// One statement, so one round trip without a key: the user's posts
+	// live on the user's shard, and the insert happens only if the user is
+	// there.
+	const insert = `INSERT INTO posts (user_id, id, body, created_at)
+		 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)`
+	created := func() {
+		w.Header().Set("Location", "/users/"+strconv.FormatInt(uid, 10)+"/posts")
+		s.userHeaders(w, t, "primary")
+	}
+	if key != "" {
+		ans, replayed, err := once(r.Context(), t, "POST /users/"+strconv.FormatInt(uid, 10)+"/posts", key, []byte(body),
+			func(tx pgx.Tx) (stored, error) {
+				tag, err := tx.Exec(r.Context(), insert, p.UserID, p.ID, p.Body, p.CreatedAt)
+				if err == nil && tag.RowsAffected() == 0 {
+					err = notFound
+				}
+				b, _ := json.Marshal(p.json())
+				return stored{http.StatusCreated, append(b, '\n')}, err
+			})
+		if err != nil {
+			return err
+		}
+		created()
+		if replayed {
+			replay(w, r, ans)
+			return nil
+		}
+		setToken(w, r)
+		writeBody(w, ans.status, ans.body)
+		return nil
+	}
+	tag, err := t.Exec(r.Context(), insert, p.UserID, p.ID, p.Body, p.CreatedAt)
 	if err != nil {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return &httpError{http.StatusNotFound, "user " + strconv.FormatInt(uid, 10) + " not found"}
+		return notFound
 	}
-	w.Header().Set("Location", "/users/"+strconv.FormatInt(uid, 10)+"/posts")
-	s.userHeaders(w, t, "primary")
+	created()
 	reply(w, r, http.StatusCreated, p.json())
 	return nil
 }

@@ -26,6 +26,8 @@ var schema = []string{
 		created_at timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (user_id, id))`,
 	`CREATE INDEX IF NOT EXISTS posts_recent ON posts (id DESC)`,
+	idempotencySchema[0],
+	idempotencySchema[1],
 }
 
 // applySchema runs the schema on every shard. Two instances starting at

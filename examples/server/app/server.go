@@ -43,6 +43,10 @@ type Options struct {
 	MaxLag time.Duration
 	// Now is the clock of IDs and the rate limit; nil means time.Now.
 	Now func() time.Time
+	// IdempotencyTTL is how long an Idempotency-Key is honoured: at least
+	// this long, and a cleanup deletes it within the next
+	// min(1 h, TTL/4). Zero means 24 h.
+	IdempotencyTTL time.Duration
 }
 
 // Server is the HTTP API over a router. It is safe for concurrent use; it
@@ -80,6 +84,9 @@ func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
 	if o.Cache.Capacity <= 0 {
 		o.Cache.Capacity = 100_000
 	}
+	if o.IdempotencyTTL <= 0 {
+		o.IdempotencyTTL = 24 * time.Hour
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -104,6 +111,7 @@ func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
 		cancel:  cancel,
 	}
 	s.routes()
+	s.wg.Go(func() { s.expireLoop(bg, o.IdempotencyTTL, max(time.Second, min(time.Hour, o.IdempotencyTTL/4))) })
 	if schemaErr == nil {
 		s.schemaReady.Store(true)
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/shard"
 )
 
 // user is a row of users with its JSON answer encoded once, so that a
@@ -64,26 +66,66 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	ctx := r.Context()
-	id, created := s.ids.Next(), s.now()
-	t := s.r.User(id)
-	err = t.Tx(ctx, func(tx pgx.Tx) error {
+	created := s.now()
+	insert := func(tx pgx.Tx, id int64) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)", id, name, created); err != nil {
 			return err
 		}
 		// A "not found" for this ID may be cached (NegativeTTL).
 		return router.Invalidate(ctx, tx, userKey(id))
-	})
-	if err != nil {
+	}
+	if key != "" {
+		// The key's shard holds the key and the user: one transaction.
+		t := s.r.Key(shard.HashString(key))
+		id, err := s.idOn(t)
+		if err != nil {
+			return err
+		}
+		ans, replayed, err := once(ctx, t, "POST /users", key, []byte(name), func(tx pgx.Tx) (stored, error) {
+			return stored{http.StatusCreated, newUser(id, name, created, t.Shard()).body}, insert(tx, id)
+		})
+		if err != nil {
+			return err
+		}
+		s.userHeaders(w, t, "primary")
+		if replayed {
+			replay(w, r, ans)
+			return nil
+		}
+		w.Header().Set("Location", "/users/"+strconv.FormatInt(id, 10))
+		setToken(w, r)
+		writeBody(w, ans.status, ans.body)
+		return nil
+	}
+	id := s.ids.Next()
+	t := s.r.User(id)
+	if err := t.Tx(ctx, func(tx pgx.Tx) error { return insert(tx, id) }); err != nil {
 		return err
 	}
 	u := newUser(id, name, created, t.Shard())
-	h := w.Header()
-	h.Set("Location", "/users/"+strconv.FormatInt(id, 10))
+	w.Header().Set("Location", "/users/"+strconv.FormatInt(id, 10))
 	s.userHeaders(w, t, "primary")
 	setToken(w, r)
 	writeBody(w, http.StatusCreated, u.body)
 	return nil
+}
+
+// idOn draws IDs until one falls on t's shard: a user created under an
+// idempotency key lives on the key's shard. With n equal shards it takes n
+// draws on average; the bound only guards against a map with a tiny shard.
+func (s *Server) idOn(t router.Target) (int64, error) {
+	const draws = 1 << 16
+	for range draws {
+		if id := s.ids.Next(); s.r.User(id).Shard() == t.Shard() {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("no user ID on shard %s in %d draws", t.Shard(), draws)
 }
 
 // GET /users/{id} -> 200 user, from the cache when it can.
