@@ -57,6 +57,9 @@ type client struct {
 	errBody map[int]string         // an example answer for each error status
 	checks  int                    // reads checked against own writes
 	stale   int                    // checked reads that missed an own write
+
+	retries    int // POSTs sent again with their key, their outcome being unknown
+	unresolved int // POSTs whose outcome was still unknown after the last retry
 	samples []string
 }
 
@@ -65,6 +68,7 @@ type ownedUser struct {
 	id    string
 	names []string // the names it may have: one after an acknowledged write, more after unacknowledged ones
 	posts []int64  // acknowledged posts
+	sent  int      // posts sent, acknowledged or not
 }
 
 func newClient(id int, run *runState, seed uint64) *client {
@@ -127,7 +131,34 @@ type response struct {
 	err    error
 }
 
-func (c *client) do(ctx context.Context, rt route, method, path string, body any) response {
+// maxRetries is how many times a POST whose outcome is unknown (a 504, or
+// no answer at all) is sent again with its Idempotency-Key.
+const maxRetries = 3
+
+// post sends a POST with a fresh Idempotency-Key and, while its outcome is
+// unknown, sends it again with the same key: the server then answers what
+// it did the first time, and never makes a second row.
+func (c *client) post(ctx context.Context, rt route, path string, body any) response {
+	c.seq++
+	key := fmt.Sprintf("lg-%x-%d-%d", c.run.runID, c.id, c.seq)
+	r := c.do(ctx, rt, "POST", path, body, key)
+	for attempt := 1; attempt <= maxRetries && outcomeUnknown(r); attempt++ {
+		c.retries++
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		r = c.do(ctx, rt, "POST", path, body, key)
+	}
+	if outcomeUnknown(r) {
+		c.unresolved++
+	}
+	return r
+}
+
+// outcomeUnknown says whether an answer leaves a write's outcome unknown.
+func outcomeUnknown(r response) bool {
+	return r.status == 0 || r.status == http.StatusGatewayTimeout
+}
+
+func (c *client) do(ctx context.Context, rt route, method, path string, body any, idempotencyKey ...string) response {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -143,6 +174,9 @@ func (c *client) do(ctx context.Context, rt route, method, path string, body any
 	}
 	if c.token != "" {
 		req.Header.Set("X-Consistency-Token", c.token)
+	}
+	for _, k := range idempotencyKey {
+		req.Header.Set("Idempotency-Key", k)
 	}
 	start := time.Now()
 	res, err := c.run.opts.Client.Do(req)
@@ -199,6 +233,8 @@ func (c *client) newName() string {
 	return fmt.Sprintf("%s %d-%d", nameParts[c.rng.IntN(len(nameParts))], c.id, c.seq)
 }
 
+// newBody is a post's text, ending in a mark that no other post of the
+// run has, so that the final check can tell a duplicated post.
 func (c *client) newBody() string {
 	n := 20 + c.rng.IntN(280)
 	var b strings.Builder
@@ -206,7 +242,21 @@ func (c *client) newBody() string {
 		b.WriteString(nameParts[c.rng.IntN(len(nameParts))])
 		b.WriteByte(' ')
 	}
+	c.seq++
+	fmt.Fprintf(&b, "%s%d-%d", markPrefix, c.id, c.seq)
 	return b.String()
+}
+
+// markPrefix starts the mark that ends every post's body.
+const markPrefix = "#lg"
+
+// postMark returns the mark of a post's body, "" if it has none.
+func postMark(body string) string {
+	i := strings.LastIndex(body, markPrefix)
+	if i < 0 {
+		return ""
+	}
+	return body[i:]
 }
 
 type userDoc struct {
@@ -217,6 +267,7 @@ type userDoc struct {
 type postDoc struct {
 	ID     string `json:"id"`
 	UserID string `json:"user_id"`
+	Body   string `json:"body"`
 }
 
 type postsDoc struct {
@@ -225,7 +276,7 @@ type postsDoc struct {
 
 func (c *client) createUser(ctx context.Context) {
 	name := c.newName()
-	r := c.do(ctx, routeCreateUser, "POST", "/users", map[string]string{"name": name})
+	r := c.post(ctx, routeCreateUser, "/users", map[string]string{"name": name})
 	if r.status != http.StatusCreated {
 		return // not acknowledged: nothing to expect of it
 	}
@@ -254,7 +305,8 @@ func (c *client) rename(ctx context.Context) {
 
 func (c *client) createPost(ctx context.Context) {
 	u := c.pickOwn()
-	r := c.do(ctx, routeCreatePost, "POST", "/users/"+u.id+"/posts", map[string]string{"body": c.newBody()})
+	u.sent++
+	r := c.post(ctx, routeCreatePost, "/users/"+u.id+"/posts", map[string]string{"body": c.newBody()})
 	switch r.status {
 	case http.StatusCreated:
 		var p postDoc

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"sort"
@@ -117,7 +118,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	run := &runState{opts: o, started: time.Now()}
+	run := &runState{opts: o, started: time.Now(), runID: rand.Uint64()}
 	run.pace = newPacer(o.Rate, run.started)
 	loadCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
@@ -147,6 +148,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 type runState struct {
 	opts    Options
 	started time.Time
+	runID   uint64 // in every Idempotency-Key of the run, so that no two runs share a key
 	pace    *pacer        // nil: no pacing
 	next    atomic.Uint64 // round robin over the targets
 

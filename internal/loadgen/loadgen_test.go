@@ -12,27 +12,36 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // api is an in-memory stand-in for the reference server's API, with
 // injectable bugs, to test the checker itself. (The real server is tested
-// with the checker in examples/server.)
+// with the checker in examples/server/app and e2e.)
 type api struct {
 	staleNames bool // GET /users/{id} shows the first name, not the last
 	losePosts  bool // every third post is acknowledged but not kept
+	// lostAnswers: every third post is kept but answered 504, as a write
+	// whose outcome is unknown; a retry with its Idempotency-Key gets the
+	// first answer, unless ignoreKeys, when it makes the post again.
+	lostAnswers, ignoreKeys bool
 
 	mu     sync.Mutex
 	next   int64
 	first  map[string]string
 	names  map[string]string
 	posts  map[string][]int64 // per user, oldest first
+	bodies map[int64]string
+	keys   map[string][]byte // Idempotency-Key -> the first answer
 	all    []int64
 	writes int
+	noKey  int // POSTs without an Idempotency-Key
 }
 
 func newAPI() *api {
-	return &api{first: map[string]string{}, names: map[string]string{}, posts: map[string][]int64{}}
+	return &api{first: map[string]string{}, names: map[string]string{}, posts: map[string][]int64{},
+		bodies: map[int64]string{}, keys: map[string][]byte{}}
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +55,15 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(v)
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	key := r.Header.Get("Idempotency-Key")
+	if r.Method == "POST" && key == "" {
+		a.noKey++
+	}
+	if b, ok := a.keys[key]; ok && r.Method == "POST" && !a.ignoreKeys {
+		w.WriteHeader(201)
+		w.Write(b)
+		return
+	}
 	switch {
 	case r.Method == "POST" && r.URL.Path == "/users":
 		a.next++
@@ -81,8 +99,15 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if !(a.losePosts && a.writes%3 == 0) {
 				a.posts[uid] = append(a.posts[uid], a.next)
 				a.all = append(a.all, a.next)
+				a.bodies[a.next] = in.Body
 			}
-			reply(201, map[string]string{"id": strconv.FormatInt(a.next, 10), "user_id": uid})
+			b, _ := json.Marshal(map[string]string{"id": strconv.FormatInt(a.next, 10), "user_id": uid})
+			a.keys[key] = b
+			if a.lostAnswers && a.writes%3 == 0 {
+				reply(504, map[string]string{"error": "outcome unknown"})
+				return
+			}
+			reply(201, json.RawMessage(b))
 			return
 		}
 		before := int64(1<<63 - 1)
@@ -96,7 +121,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var ps []map[string]string
 		for _, id := range slices.Backward(a.posts[uid]) {
 			if id < before && len(ps) < limit {
-				ps = append(ps, map[string]string{"id": strconv.FormatInt(id, 10), "user_id": uid})
+				ps = append(ps, map[string]string{"id": strconv.FormatInt(id, 10), "user_id": uid, "body": a.bodies[id]})
 			}
 		}
 		reply(200, map[string]any{"posts": ps})
@@ -114,6 +139,8 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 		{"correct server", func(*api) {}, false},
 		{"stale names", func(a *api) { a.staleNames = true }, true},
 		{"lost posts", func(a *api) { a.losePosts = true }, true},
+		{"lost answers, keys honoured", func(a *api) { a.lostAnswers = true }, false},
+		{"lost answers, keys ignored", func(a *api) { a.lostAnswers, a.ignoreKeys = true, true }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,15 +153,15 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 			require.NoError(t, err)
 			var out strings.Builder
 			rep.Write(&out)
-			if rep.Failed() != tc.violations {
-				t.Errorf("Failed() = %v, want %v; report:\n%s", rep.Failed(), tc.violations, out.String())
-			}
-			if rep.Requests == 0 || rep.Verify.Users == 0 {
-				t.Errorf("no load: %s", out.String())
-			}
-			wantWord := map[bool]string{true: "FAIL:", false: "OK:"}[tc.violations]
-			if !strings.Contains(out.String(), wantWord) {
-				t.Errorf("report does not say %s:\n%s", wantWord, out.String())
+			assert.Equal(t, tc.violations, rep.Failed(), "Failed(); report:\n%s", out.String())
+			assert.NotZero(t, rep.Requests, "requests")
+			assert.NotZero(t, rep.Verify.Users, "users verified")
+			assert.Contains(t, out.String(), map[bool]string{true: "FAIL:", false: "OK:"}[tc.violations])
+			assert.Zero(t, a.noKey, "POSTs sent without an Idempotency-Key")
+			if a.lostAnswers {
+				assert.NotZero(t, rep.Retries, "POSTs retried after a 504")
+				assert.Contains(t, out.String(), "retried with their Idempotency-Key")
+				assert.Equal(t, a.ignoreKeys, rep.Verify.Duplicates > 0, "duplicated posts: %d", rep.Verify.Duplicates)
 			}
 		})
 	}
@@ -147,9 +174,8 @@ func TestOptionsRefused(t *testing.T) {
 		{Targets: []string{"ftp://x"}},
 		{Targets: []string{"http://x"}, ReadPercent: 101},
 	} {
-		if _, err := Run(context.Background(), o); err == nil {
-			t.Errorf("Run(%+v) succeeded", o)
-		}
+		_, err := Run(context.Background(), o)
+		assert.Error(t, err, "Run(%+v)", o)
 	}
 }
 
@@ -159,14 +185,8 @@ func TestPercentile(t *testing.T) {
 		d = append(d, time.Duration(i))
 	}
 	for _, tc := range []struct{ p, want int }{{50, 50}, {95, 95}, {99, 99}, {100, 100}, {1, 1}} {
-		if got := percentile(d, tc.p); got != time.Duration(tc.want) {
-			t.Errorf("p%d = %d, want %d", tc.p, got, tc.want)
-		}
+		assert.Equal(t, time.Duration(tc.want), percentile(d, tc.p), "p%d", tc.p)
 	}
-	if got := percentile(nil, 50); got != 0 {
-		t.Errorf("p50 of nothing = %d", got)
-	}
-	if got := percentile(d[:1], 99); got != 1 {
-		t.Errorf("p99 of one = %d", got)
-	}
+	assert.Zero(t, percentile(nil, 50), "p50 of nothing")
+	assert.Equal(t, time.Duration(1), percentile(d[:1], 99), "p99 of one")
 }

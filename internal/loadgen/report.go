@@ -21,6 +21,10 @@ type Report struct {
 	Checks     int            // reads checked against the client's own writes
 	StaleReads int            // checked reads that missed the client's own earlier write
 	Samples    []string       // the first few violations seen during the load
+	// Retries counts POSTs sent again with their Idempotency-Key because
+	// their outcome was unknown (a 504, or no answer); Unresolved those
+	// still unknown after the last retry.
+	Retries, Unresolved int
 	Verify     VerifyResult
 }
 
@@ -34,8 +38,11 @@ type RouteStats struct {
 }
 
 // Violations counts the consistency failures: stale reads during the load,
-// writes lost at the end, and writes that could not be read back at all.
-func (r *Report) Violations() int { return r.StaleReads + r.Verify.Lost + r.Verify.Unverified }
+// writes lost at the end, writes that could not be read back at all, and
+// posts made twice.
+func (r *Report) Violations() int {
+	return r.StaleReads + r.Verify.Lost + r.Verify.Unverified + r.Verify.Duplicates
+}
 
 // Failed says whether the run found a violation: the command exits non-zero.
 func (r *Report) Failed() bool { return r.Violations() > 0 }
@@ -75,6 +82,8 @@ func newReport(o Options, elapsed time.Duration, clients []*client) *Report {
 		}
 		rep.Checks += c.checks
 		rep.StaleReads += c.stale
+		rep.Retries += c.retries
+		rep.Unresolved += c.unresolved
 		for _, s := range c.samples {
 			if len(rep.Samples) < 10 {
 				rep.Samples = append(rep.Samples, s)
@@ -126,8 +135,12 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintln(w, "  (429: the server's per-IP rate limit; start it with -rate 0 for load tests)")
 	}
 	v := r.Verify
-	fmt.Fprintf(w, "consistency: %d stale reads of %d checked; final re-read of %d users and %d posts in %s: %d lost, %d unverifiable\n",
-		r.StaleReads, r.Checks, v.Users, v.Posts, v.Elapsed.Round(time.Millisecond), v.Lost, v.Unverified)
+	fmt.Fprintf(w, "consistency: %d stale reads of %d checked; final re-read of %d users and %d posts in %s: %d lost, %d unverifiable, %d duplicated\n",
+		r.StaleReads, r.Checks, v.Users, v.Posts, v.Elapsed.Round(time.Millisecond), v.Lost, v.Unverified, v.Duplicates)
+	if r.Retries > 0 || r.Unresolved > 0 {
+		fmt.Fprintf(w, "outcome unknown (504 or no answer): %d POSTs retried with their Idempotency-Key; %d still unknown after %d retries\n",
+			r.Retries, r.Unresolved, maxRetries)
+	}
 	for _, s := range append(slices.Clone(r.Samples), v.Samples...) {
 		fmt.Fprintln(w, "  violation:", s)
 	}

@@ -17,6 +17,7 @@ type VerifyResult struct {
 	Users      int      // users re-read
 	Posts      int      // acknowledged posts looked for
 	Lost       int      // acknowledged writes missing or overwritten
+	Duplicates int      // posts made twice: a write retried with its Idempotency-Key must be made once
 	Unverified int      // users whose reads kept failing, so could not be checked
 	Samples    []string // the first few problems
 	Elapsed    time.Duration
@@ -36,11 +37,12 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 		res VerifyResult
 		wg  sync.WaitGroup
 	)
-	note := func(lost, unverified int, msg string) {
+	note := func(lost, unverified, dups int, msg string) {
 		mu.Lock()
 		defer mu.Unlock()
 		res.Lost += lost
 		res.Unverified += unverified
+		res.Duplicates += dups
 		if msg != "" && len(res.Samples) < 10 {
 			res.Samples = append(res.Samples, msg)
 		}
@@ -48,8 +50,8 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 	for range run.opts.Concurrency {
 		wg.Go(func() {
 			for it := range items {
-				lost, unverified, msg := verifyUser(ctx, run, it.c.token, it.u)
-				note(lost, unverified, msg)
+				lost, unverified, dups, msg := verifyUser(ctx, run, it.c.token, it.u)
+				note(lost, unverified, dups, msg)
 			}
 		})
 	}
@@ -66,37 +68,44 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 	return res
 }
 
-func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) (lost, unverified int, msg string) {
+// verifyUser re-reads one user and its posts: the acknowledged writes
+// lost, whether it could not be read, the posts made twice, and a message
+// on the first problem.
+func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) (lost, unverified, dups int, msg string) {
 	status, body, err := get(ctx, run, token, "/users/"+u.id)
 	switch {
 	case err != nil || (status != http.StatusOK && status != http.StatusNotFound):
-		return 0, 1, fmt.Sprintf("user %s: cannot read it back: %s", u.id, problem(status, body, err))
+		return 0, 1, 0, fmt.Sprintf("user %s: cannot read it back: %s", u.id, problem(status, body, err))
 	case status == http.StatusNotFound:
-		return 1 + len(u.posts), 0, fmt.Sprintf("user %s: acknowledged creation, missing at the end", u.id)
+		return 1 + len(u.posts), 0, 0, fmt.Sprintf("user %s: acknowledged creation, missing at the end", u.id)
 	}
 	var got userDoc
 	if json.Unmarshal(body, &got) != nil || !slices.Contains(u.names, got.Name) {
 		lost++
 		msg = fmt.Sprintf("user %s: name %q at the end, want %q (the last acknowledged write)", u.id, got.Name, u.names[0])
 	}
-	if len(u.posts) == 0 {
-		return lost, 0, msg
+	if u.sent == 0 {
+		return lost, 0, 0, msg
 	}
 	seen := map[int64]bool{}
+	marks := map[string]int{}
 	before := ""
 	for {
 		path := "/users/" + u.id + "/posts?limit=100" + before
 		status, body, err := get(ctx, run, token, path)
 		if err != nil || status != http.StatusOK {
-			return lost, 1, fmt.Sprintf("user %s: cannot list its posts: %s", u.id, problem(status, body, err))
+			return lost, 1, 0, fmt.Sprintf("user %s: cannot list its posts: %s", u.id, problem(status, body, err))
 		}
 		var page postsDoc
 		if err := json.Unmarshal(body, &page); err != nil {
-			return lost, 1, fmt.Sprintf("user %s: unreadable posts page %.100q", u.id, body)
+			return lost, 1, 0, fmt.Sprintf("user %s: unreadable posts page %.100q", u.id, body)
 		}
 		for _, p := range page.Posts {
 			id, _ := strconv.ParseInt(p.ID, 10, 64)
 			seen[id] = true
+			if m := postMark(p.Body); m != "" {
+				marks[m]++
+			}
 		}
 		if len(page.Posts) < 100 {
 			break
@@ -111,7 +120,15 @@ func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) 
 			}
 		}
 	}
-	return lost, 0, msg
+	for m, n := range marks {
+		if n > 1 {
+			dups += n - 1
+			if msg == "" {
+				msg = fmt.Sprintf("user %s: post %q made %d times", u.id, m, n)
+			}
+		}
+	}
+	return lost, 0, dups, msg
 }
 
 // get reads a path, trying again on errors that may pass (transport, 429,
