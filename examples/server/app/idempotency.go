@@ -37,21 +37,6 @@ const IdempotencyHeader = "Idempotency-Key"
 // maxIdempotencyKey bounds a key's length, in bytes.
 const maxIdempotencyKey = 255
 
-// idempotencySchema is the table of keys, on every shard. scope is the
-// method and path of the request, so that a key names one request of one
-// route; request is the SHA-256 of what the write would store.
-var idempotencySchema = []string{
-	`CREATE TABLE IF NOT EXISTS idempotency_keys (
-		scope text NOT NULL,
-		key text NOT NULL,
-		request bytea NOT NULL,
-		status int,
-		response bytea,
-		created_at timestamptz NOT NULL DEFAULT now(),
-		PRIMARY KEY (scope, key))`,
-	`CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at)`,
-}
-
 // idempotencyKey returns the request's key, "" when it has none, or a 400
 // that says what is wrong with it.
 func idempotencyKey(r *http.Request) (string, error) {

@@ -26,8 +26,18 @@ var schema = []string{
 		created_at timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (user_id, id))`,
 	`CREATE INDEX IF NOT EXISTS posts_recent ON posts (id DESC)`,
-	idempotencySchema[0],
-	idempotencySchema[1],
+	// Idempotency keys (idempotency.go): scope is the method and path of
+	// the request, so that a key names one request of one route; request is
+	// the SHA-256 of what the write would store.
+	`CREATE TABLE IF NOT EXISTS idempotency_keys (
+		scope text NOT NULL,
+		key text NOT NULL,
+		request bytea NOT NULL,
+		status int,
+		response bytea,
+		created_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (scope, key))`,
+	`CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at)`,
 }
 
 // applySchema runs the schema on every shard. Two instances starting at

@@ -25,7 +25,7 @@ var sqlArg = map[string]int{
 // anything verbatim.
 func TestSQLIsConstant(t *testing.T) {
 	var files []string
-	for _, dir := range []string{".", "../bare", "../loadgen", "../internal/loadgen"} {
+	for _, dir := range []string{".", "..", "../../bare", "../../loadgen", "../../../internal/loadgen"} {
 		m, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		require.NoError(t, err)
 		for _, f := range m {
