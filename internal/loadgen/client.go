@@ -60,7 +60,7 @@ type client struct {
 
 	retries    int // POSTs sent again with their key, their outcome being unknown
 	unresolved int // POSTs whose outcome was still unknown after the last retry
-	samples []string
+	samples    []string
 }
 
 // ownedUser is what a client knows of a user it created.

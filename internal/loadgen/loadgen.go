@@ -148,7 +148,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 type runState struct {
 	opts    Options
 	started time.Time
-	runID   uint64 // in every Idempotency-Key of the run, so that no two runs share a key
+	runID   uint64        // in every Idempotency-Key of the run, so that no two runs share a key
 	pace    *pacer        // nil: no pacing
 	next    atomic.Uint64 // round robin over the targets
 

@@ -25,7 +25,7 @@ type Report struct {
 	// their outcome was unknown (a 504, or no answer); Unresolved those
 	// still unknown after the last retry.
 	Retries, Unresolved int
-	Verify     VerifyResult
+	Verify              VerifyResult
 }
 
 // RouteStats are one route's figures.
