@@ -12,6 +12,8 @@ type call[V any] struct {
 	done chan struct{}
 	val  V
 	err  error
+	// keep, if set, is asked before the load's value replaces a cached one (Replace).
+	keep func(cached, loaded V) bool
 }
 
 // GetOrLoad returns the value cached for key, or loads it; see Lookup.
@@ -71,8 +73,43 @@ func (c *Cache[K, V]) Lookup(ctx context.Context, key K, load func(context.Conte
 	}
 }
 
+// Replace loads key's value with load whether or not one is cached, and caches the result
+// unless keep, given the value cached when the load returns and the loaded one, says to keep
+// the cached value. It never removes what is cached: a caller that needs a fresher value than
+// the cache holds reads past it without taking it from the others.
+//
+// The load takes the place of any load of key in flight (whose result is then not cached),
+// lookups that miss meanwhile share it, and like every load it does not store its result if a
+// Delete, Set or Purge of key happened while it ran. An ErrNotFound result replaces a cached
+// value only if keep allows it, and is remembered only with Options.NegativeTTL; a cached
+// "not found" is always replaced. When ctx ends, Replace returns ctx.Err() at once and the
+// load goes on for the others. A nil keep always replaces.
+func (c *Cache[K, V]) Replace(ctx context.Context, key K, load func(context.Context) (V, error), keep func(cached, loaded V) bool) (V, error) {
+	var zero V
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	s := c.shardFor(key)
+	s.mu.Lock()
+	s.sync(c)
+	cl := c.startLoad(ctx, s, key, load)
+	if cl != nil {
+		cl.keep = keep
+	}
+	s.mu.Unlock()
+	if cl == nil {
+		return zero, ErrClosed
+	}
+	select {
+	case <-cl.done:
+		return cl.val, cl.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
 // startLoad registers and starts a load of key, or returns nil if the cache is closed. The
-// caller holds s.mu.
+// caller holds s.mu, and may set the call's keep before releasing it.
 func (c *Cache[K, V]) startLoad(ctx context.Context, s *shard[K, V], key K, load func(context.Context) (V, error)) *call[V] {
 	if c.closed.Load() {
 		return nil
@@ -91,6 +128,7 @@ func (c *Cache[K, V]) startLoad(ctx context.Context, s *shard[K, V], key K, load
 func (c *Cache[K, V]) run(ctx context.Context, s *shard[K, V], key K, cl *call[V], load func(context.Context) (V, error)) {
 	defer c.wg.Done()
 	v, err := c.callLoad(ctx, load)
+	loaded := v
 	if err != nil {
 		var zero V
 		v = zero
@@ -111,6 +149,8 @@ func (c *Cache[K, V]) run(ctx context.Context, s *shard[K, V], key K, cl *call[V
 	if s.calls[key] == cl {
 		delete(s.calls, key)
 		switch {
+		case cl.keep != nil && s.keeps(c, key, loaded, cl.keep):
+			// Replace: the cached value is at least as good as the loaded one.
 		case err == nil || notFound && c.cfg.negativeTTL > 0:
 			oldKey, old, evicted = s.lru.add(key, e)
 		case notFound:
@@ -131,6 +171,14 @@ func (c *Cache[K, V]) run(ctx context.Context, s *shard[K, V], key K, cl *call[V
 	if evicted {
 		c.evicted(oldKey, old)
 	}
+}
+
+// keeps reports whether key's live cached value should stay rather than give way to loaded.
+// A remembered "not found" always gives way. The caller holds s.mu.
+func (s *shard[K, V]) keeps(c *Cache[K, V], key K, loaded V, keep func(cached, loaded V) bool) bool {
+	e, ok := s.lru.peek(key)
+	live := ok && (e.expires == never || c.clock.nanos() < e.expires)
+	return live && e.err == nil && keep(e.val, loaded)
 }
 
 // callLoad runs load under LoadTimeout and Close, turning a panic into an error.

@@ -92,19 +92,24 @@ func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	}
 }
 
-// ExecLSN runs a statement on the primary in a transaction of its own and
-// returns the WAL position after its commit, for read-your-writes. BEGIN,
-// the statement, COMMIT and the position query go in one pipelined round
-// trip, so the position is read after the commit, never before, and the
-// statement uses pgx's statement cache like Exec. A statement that cannot
-// run inside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY) fails
-// here: run it with Exec.
+// ExecLSN runs a statement on the primary and returns the WAL position
+// after its commit, for read-your-writes. It accepts what Exec accepts.
+// With arguments (one statement), BEGIN, the statement, COMMIT and the
+// position query go in one pipelined round trip, so the position is read
+// after the commit, never before, and the statement uses pgx's statement
+// cache like Exec. Without arguments, the SQL runs as Exec runs it (simple
+// protocol: several statements, or one that cannot run in a transaction
+// block, such as VACUUM), and the position is read on the same connection
+// in a second round trip.
 func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, LSN, error) {
 	t, err := s.writeConn(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, 0, err
 	}
 	defer t.release()
+	if len(args) == 0 {
+		return s.execThenLSN(ctx, t, sql)
+	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sql, args...)
@@ -130,6 +135,30 @@ func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.Comm
 		return tag, 0, setError(s.name, err)
 	}
 	return tag, 0, s.writeFailed(ctx, t.n, err)
+}
+
+// execThenLSN is ExecLSN for SQL without arguments.
+func (s *Set) execThenLSN(ctx context.Context, t target, sql string) (pgconn.CommandTag, LSN, error) {
+	tag, err := t.conn.Exec(ctx, sql)
+	if err != nil {
+		return tag, 0, s.writeFailed(ctx, t.n, err)
+	}
+	t.n.writes.Add(1)
+	if tx := t.conn.Conn().PgConn().TxStatus(); tx != 'I' {
+		// The SQL left a transaction open (a BEGIN without COMMIT): there is
+		// no commit to point at, and the pool must not get it back so.
+		_, _ = t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		return tag, 0, setError(s.name, errors.New("the statement left a transaction open; it was rolled back"))
+	}
+	var text string
+	if err := t.conn.QueryRow(ctx, lsnSQL).Scan(&text); err != nil {
+		return tag, 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+	}
+	lsn, err := ParseLSN(text)
+	if err != nil {
+		return tag, 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+	}
+	return tag, lsn, nil
 }
 
 // readExecLSN reads the results of ExecLSN's batch.

@@ -19,8 +19,16 @@ import (
 // notification arrives elsewhere. A load after an invalidation reads only
 // from a node that has replayed the invalidating commit, so a lagging
 // replica cannot bring the old value back. While a shard's listener is
-// down, reads of that shard bypass the cache. Under a session, a cached
-// value older than the session's own writes is not served.
+// down, reads of that shard bypass the cache.
+//
+// Under a session, a cached value is served once this process has received
+// every invalidation up to the session's position on the shard (see
+// Config.SessionCacheWait): then any key the session's writes invalidated
+// has been dropped, and any other entry is as good for the session as for
+// anyone. A session read that cannot wait reads past the cache; it never
+// evicts the entry, and stores its result only if it is newer. Writes that
+// do not call Invalidate are not seen through the cache, with or without a
+// session, until their entries expire.
 type Cache[T any] struct {
 	r    *Router
 	name string
@@ -28,9 +36,9 @@ type Cache[T any] struct {
 	// The cache package counts every lookup; these correct its figures for
 	// what Get decides on top, so that a hit costs no shared counter here:
 	// probed counts hit-path lookups that missed (the Lookup after them
-	// counts the miss again), bypassed the reads that never reach the cache,
-	// and stale the cache hits that Get did not serve.
-	probed, bypassed, stale atomic.Uint64
+	// counts the miss again), bypassed the reads that never reach the cache
+	// (each one load), and past the session reads that read past it.
+	probed, bypassed, past atomic.Uint64
 }
 
 // cached is a value with the WAL position its load saw.
@@ -39,19 +47,25 @@ type cached[T any] struct {
 	lsn replica.LSN
 }
 
+// newer keeps the cached value unless the loaded one saw a later position.
+func newer[T any](c, loaded cached[T]) bool { return c.lsn >= loaded.lsn }
+
 // NewCache makes a cache for values of type T. name labels its statistics.
-// Options with a zero Capacity take the router's Config.Cache; a zero
-// Capacity there too makes a cache that never stores, so every Get loads.
+// The zero cache.Options takes the router's Config.Cache; either way the
+// options mean what cache.Options says (zero Capacity is
+// cache.DefaultCapacity).
 func NewCache[T any](r *Router, name string, opts cache.Options) *Cache[T] {
-	if opts.Capacity == 0 {
+	if isZero(opts) {
 		opts = r.cfg.Cache
 	}
-	c := &Cache[T]{r: r, name: name}
-	if opts.Capacity > 0 {
-		c.c = cache.New[string, cached[T]](opts)
-	}
+	c := &Cache[T]{r: r, name: name, c: cache.New[string, cached[T]](opts)}
 	r.register(c)
 	return c
+}
+
+func isZero(o cache.Options) bool {
+	return o.Capacity == 0 && o.TTL == 0 && o.NegativeTTL == 0 && o.RefreshAfter == 0 &&
+		o.LoadTimeout == 0 && o.Shards == 0 && o.OnEvict == nil && o.Now == nil
 }
 
 // Get returns the value for key from the cache, or loads it with load and
@@ -63,8 +77,8 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 	if c.r.closed.Load() {
 		return zero, ErrClosed
 	}
-	if c.c == nil || !t.s.listening.Load() {
-		// Not caching, or blind to invalidations: read through.
+	if !t.s.listening.Load() {
+		// Blind to invalidations: read through.
 		c.bypassed.Add(1)
 		v, _, err := c.load(ctx, load)
 		return v, err
@@ -79,18 +93,28 @@ func (c *Cache[T]) Get(ctx context.Context, t Target, key string, load func(ctx 
 		}
 		c.probed.Add(1)
 	}
-	e, hit, err := c.c.Lookup(ctx, key, func(ctx context.Context) (cached[T], error) {
+	loader := func(ctx context.Context) (cached[T], error) {
 		v, lsn, err := c.load(ctx, load)
 		return cached[T]{v: v, lsn: lsn}, err
-	})
-	if hit && sess != nil && e.lsn < sess.LSN(t.s.name) && (err == nil || errors.Is(err, cache.ErrNotFound)) {
-		// Cached before this session's own write reached this process's
-		// cache (the invalidation is on its way): read past it instead.
-		c.stale.Add(1)
-		c.c.Delete(key)
-		v, _, err := c.load(ctx, load)
-		return v, err
 	}
+	if sess != nil {
+		min := sess.LSN(t.s.name)
+		if min > 0 && !t.s.barrier.reached(min) && !t.s.barrier.await(ctx, min, c.r.cfg.sessionCacheWait()) {
+			if err := ctx.Err(); err != nil {
+				return zero, t.fail(ctx, err)
+			}
+			// Not known to hold every invalidation the session needs: read
+			// past the cache, at the session's position, leaving the entry
+			// to the others and storing the result only if it is newer.
+			c.past.Add(1)
+			e, err := c.c.Replace(ctx, key, loader, newer[T])
+			if err == nil || errors.Is(err, cache.ErrNotFound) {
+				sess.observe(t.s.name, e.lsn)
+			}
+			return e.v, err
+		}
+	}
+	e, hit, err := c.c.Lookup(ctx, key, loader)
 	if err != nil {
 		return zero, err
 	}
@@ -120,49 +144,32 @@ func (c *Cache[T]) load(ctx context.Context, load func(context.Context) (T, erro
 
 // Delete drops key from this process's cache only; use Invalidate inside a
 // write transaction to reach every process.
-func (c *Cache[T]) Delete(key string) {
-	if c.c != nil {
-		c.c.Delete(key)
-	}
-}
+func (c *Cache[T]) Delete(key string) { c.c.Delete(key) }
 
 // Stats returns the cache's figures. Hits and Misses count Get calls
-// answered from the cache or not, reads that bypassed it included.
+// answered from the cache or not, and Loads every load Get ran: reads that
+// bypassed the cache, or read past it, included.
 func (c *Cache[T]) Stats() cache.Stats {
 	// Read the corrections first: each is counted after the lookup it
 	// corrects, so the cache's own figures, read later, cover them.
-	probed, bypassed, stale := c.probed.Load(), c.bypassed.Load(), c.stale.Load()
-	var st cache.Stats
-	if c.c != nil {
-		st = c.c.Stats()
-	}
-	st.Hits -= stale
-	st.Misses = st.Misses - probed + bypassed + stale
+	probed, bypassed, past := c.probed.Load(), c.bypassed.Load(), c.past.Load()
+	st := c.c.Stats()
+	st.Misses = st.Misses - probed + bypassed + past
+	st.Loads += bypassed
 	return st
 }
 
 func (c *Cache[T]) drop(keys []string) {
-	if c.c == nil {
-		return
-	}
 	for _, k := range keys {
 		c.c.Delete(k)
 	}
 }
 
-func (c *Cache[T]) purge() {
-	if c.c != nil {
-		c.c.Purge()
-	}
-}
+func (c *Cache[T]) purge() { c.c.Purge() }
 
 func (c *Cache[T]) stats() (string, cache.Stats) { return c.name, c.Stats() }
 
-func (c *Cache[T]) close() {
-	if c.c != nil {
-		c.c.Close()
-	}
-}
+func (c *Cache[T]) close() { c.c.Close() }
 
 // loadRecord collects the positions seen by the reads of one load.
 type loadRecord struct {

@@ -139,12 +139,18 @@ func TestCacheNegativeAndSession(t *testing.T) {
 	if _, err := cb.Get(ctx, b.User(id), key, loadUser(b.User(id), id)); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("missing user: %v, want ErrNotFound", err)
 	}
-	// A session creates the user through a and reads it through b at once,
-	// before any invalidation could arrive (none is sent): the negative
-	// entry must not hide the session's own write.
+	// A session creates the user through a, invalidating its key, and reads
+	// it through b at once, before the invalidation may have arrived: the
+	// read waits for it, so the negative entry does not hide the write.
 	sess := router.NewSession()
 	sctx := router.WithSession(ctx, sess)
-	if _, err := a.User(id).Exec(sctx, "INSERT INTO users VALUES ($1, 'created')", id); err != nil {
+	err := a.User(id).Tx(sctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(sctx, "INSERT INTO users VALUES ($1, 'created')", id); err != nil {
+			return err
+		}
+		return router.Invalidate(sctx, tx, key)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	u, err := cb.Get(sctx, b.User(id), key, loadUser(b.User(id), id))

@@ -3,7 +3,11 @@ package router
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/replica"
@@ -23,9 +27,17 @@ type Config struct {
 	// and node health changes; it overrides Replica.Tracer. Nil means
 	// Replica.Tracer.
 	Tracer replica.Tracer
-	// Cache holds the defaults of caches made with NewCache. Zero Capacity
-	// means no caching unless NewCache is given its own options.
+	// Cache holds the options of caches made with NewCache given the zero
+	// cache.Options. Its fields mean what cache.Options says: zero
+	// Capacity is cache.DefaultCapacity (10,000 entries).
 	Cache cache.Options
+	// SessionCacheWait bounds how long a cached read under a session waits
+	// for this process to have received every cache invalidation up to the
+	// session's position on the shard (one round trip on the shard's
+	// listener connection, shared by concurrent readers). A read that
+	// waits longer reads past the cache, without evicting the cached entry.
+	// Default 50 ms; negative means never wait.
+	SessionCacheWait time.Duration
 	// Channel is the LISTEN/NOTIFY channel that carries cache
 	// invalidations between processes. Default "pgshard_invalidate".
 	// Processes that share shards and caches must use the same channel.
@@ -66,7 +78,20 @@ type ShardConfig struct {
 	Replicas []string
 }
 
-const defaultChannel = "pgshard_invalidate"
+const (
+	defaultChannel          = "pgshard_invalidate"
+	defaultSessionCacheWait = 50 * time.Millisecond
+)
+
+func (c Config) sessionCacheWait() time.Duration {
+	switch {
+	case c.SessionCacheWait < 0:
+		return 0
+	case c.SessionCacheWait == 0:
+		return defaultSessionCacheWait
+	}
+	return c.SessionCacheWait
+}
 
 // validate checks the shard list and builds the shard map.
 func (c Config) validate() (*shard.Map, []string, error) {
@@ -93,6 +118,9 @@ func (c Config) validate() (*shard.Map, []string, error) {
 		assign[name] = r
 		names[i] = name
 	}
+	if err := c.checkNodes(names); err != nil {
+		return nil, nil, err
+	}
 	m, err := shard.NewMap(assign)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -101,6 +129,44 @@ func (c Config) validate() (*shard.Map, []string, error) {
 		return nil, nil, fmt.Errorf("%w: Channel %q: want 1 to 63 letters, digits or underscores", ErrInvalidConfig, c.Channel)
 	}
 	return m, names, nil
+}
+
+// checkNodes refuses a node listed twice: as primary and replica of one
+// shard, twice in one shard, or under two shards. Writes would otherwise
+// find two primaries, or one server would be counted as two. Nodes are
+// compared by host, port and database as written (localhost and 127.0.0.1
+// are not resolved); a DSN that does not parse is left to the replica set,
+// which reports it.
+func (c Config) checkNodes(names []string) error {
+	type place struct{ shard, what string }
+	seen := map[string]place{}
+	for i, sc := range c.Shards {
+		servers := map[string]string{} // host:port -> which: a replica cannot be its own primary
+		for j, dsn := range append([]string{sc.Primary}, sc.Replicas...) {
+			what := "Primary"
+			if j > 0 {
+				what = fmt.Sprintf("Replicas[%d]", j-1)
+			}
+			cfg, err := pgconn.ParseConfig(dsn)
+			if err != nil {
+				continue
+			}
+			server := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+			node := server + "/" + cfg.Database
+			if p, dup := seen[node]; dup {
+				if p.shard == names[i] {
+					return fmt.Errorf("%w: shard %q: node %s is listed twice (%s and %s)", ErrInvalidConfig, names[i], node, p.what, what)
+				}
+				return fmt.Errorf("%w: node %s is listed under two shards (%q %s and %q %s)", ErrInvalidConfig, node, p.shard, p.what, names[i], what)
+			}
+			if other, dup := servers[server]; dup {
+				return fmt.Errorf("%w: shard %q: %s and %s are the same server %s", ErrInvalidConfig, names[i], other, what, server)
+			}
+			seen[node] = place{shard: names[i], what: what}
+			servers[server] = what
+		}
+	}
+	return nil
 }
 
 func (c Config) channel() string {

@@ -1,9 +1,13 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -24,8 +28,8 @@ type ShardError struct {
 	Err   error
 }
 
-// Error names the shard and its error.
-func (e *ShardError) Error() string { return "shard " + e.Shard + ": " + e.Err.Error() }
+// Error names the shard and its error, the shard once.
+func (e *ShardError) Error() string { return named(e.Shard, e.Err).Error() }
 
 // Unwrap returns the shard's error.
 func (e *ShardError) Unwrap() error { return e.Err }
@@ -72,4 +76,36 @@ type PartialError struct {
 // Error says the results are partial and names the failed shards.
 func (e *PartialError) Error() string {
 	return "router: partial results: " + e.MultiError.Error()
+}
+
+// named returns err naming the shard exactly once: errors of the replica
+// set already start with "shard NAME: ".
+func named(shard string, err error) error {
+	if strings.HasPrefix(err.Error(), "shard "+shard+": ") {
+		return err
+	}
+	return fmt.Errorf("shard %s: %w", shard, err)
+}
+
+// fail turns an error of a call on t into what the caller should see: the
+// shard named once, and, when the call failed because the caller's context
+// ended or the router closed, that cause rather than its symptom (a pool
+// that closed under the call, no primary, no replica). A server's own
+// answer (a *pgconn.PgError) and pgx.ErrNoRows are kept as they are.
+func (t Target) fail(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		switch {
+		case t.r.closed.Load():
+			return fmt.Errorf("shard %s: %w", t.s.name, ErrClosed)
+		case ctx.Err() != nil:
+			// The symptom (no primary, a closed connection) is dropped:
+			// it says nothing of the nodes.
+			return fmt.Errorf("shard %s: %w", t.s.name, context.Cause(ctx))
+		}
+	}
+	return named(t.s.name, err)
 }

@@ -307,7 +307,7 @@ func (f *follower) apply(ctx context.Context, m *topology.Map) error {
 			return err
 		}
 		rng, _ := km.Range(name)
-		st := &shardState{name: name, rng: rng, dsns: append([]string{sc.Primary}, sc.Replicas...)}
+		st := newShardState(name, rng, append([]string{sc.Primary}, sc.Replicas...))
 		st.set, err = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Options: f.opts})
 		if err != nil {
 			abandon()

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -68,26 +69,47 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (liste
 	}
 	defer func() {
 		st.listening.Store(false)
+		st.barrier.setUp(false)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		conn.Close(closeCtx)
 		cancel()
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.channel}.Sanitize()); err != nil {
+	own := barrierChannel(conn)
+	setup := "LISTEN " + pgx.Identifier{r.channel}.Sanitize() + "; LISTEN " + pgx.Identifier{own}.Sanitize() +
+		"; SET synchronous_commit = off"
+	if _, err := conn.Exec(ctx, setup); err != nil {
 		return false, err
 	}
 	// Listening now: every commit from here on will be announced. Loads
-	// must see at least the present, and what was cached before may be stale.
-	if err := r.raiseFloorFrom(ctx, conn, st); err != nil {
+	// must see at least the present, and what was cached before may be
+	// stale; once purged, every entry reflects every commit before the
+	// position read here, which is as good as having received their
+	// invalidations.
+	lsn, err := r.raiseFloorFrom(ctx, conn, st)
+	if err != nil {
 		return false, err
 	}
 	r.purgeLocal()
 	st.reconnects.Add(1)
 	st.listening.Store(true)
+	st.barrier.setUp(true)
+	st.barrier.advance(lsn, false)
+	st.markUp()
 	r.log.Info("cache listener up", "shard", st.name)
 
 	for {
+		if st.barrier.take() {
+			if err := sendMarker(ctx, conn, own); err != nil {
+				if ctx.Err() != nil {
+					return true, nil
+				}
+				return true, err
+			}
+		}
 		wait, cancel := context.WithTimeout(ctx, listenWake)
+		st.barrier.waiting(cancel)
 		n, err := conn.WaitForNotification(wait)
+		st.barrier.waiting(nil)
 		cancel()
 		if ctx.Err() != nil {
 			return true, nil
@@ -104,10 +126,18 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (liste
 			}
 			continue
 		}
+		if n.Channel == own {
+			marker, err := replica.ParseLSN(n.Payload)
+			if err != nil {
+				return true, fmt.Errorf("barrier marker: %w", err)
+			}
+			st.barrier.advance(marker, true)
+			continue
+		}
 		keys, ok := decodeKeys(n.Payload)
 		// The notification arrives after its transaction committed, so the
 		// position read now is past that commit.
-		if err := r.raiseFloorFrom(ctx, conn, st); err != nil {
+		if _, err := r.raiseFloorFrom(ctx, conn, st); err != nil {
 			r.purgeLocal()
 			return true, err
 		}
@@ -122,15 +152,15 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (liste
 
 // raiseFloorFrom reads the primary's WAL insert position on the listener
 // connection and makes it the shard's floor for cache loads.
-func (r *Router) raiseFloorFrom(ctx context.Context, conn *pgx.Conn, st *shardState) error {
+func (r *Router) raiseFloorFrom(ctx context.Context, conn *pgx.Conn, st *shardState) (replica.LSN, error) {
 	var text string
 	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&text); err != nil {
-		return err
+		return 0, err
 	}
 	lsn, err := replica.ParseLSN(text)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	st.raiseFloor(lsn)
-	return nil
+	return lsn, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/shard"
@@ -44,6 +45,9 @@ type shardState struct {
 	stopListen context.CancelFunc // ends this shard's cache listener
 
 	listening     atomic.Bool   // the LISTEN connection is up: cached reads may use the cache
+	barrier       *barrier      // what this process has received of the shard's invalidations
+	up            chan struct{} // closed when the listener is first up
+	upOnce        sync.Once
 	floor         atomic.Uint64 // cache loads read at or past this LSN (the last invalidation's commit)
 	invalidations atomic.Uint64 // keys dropped on notifications
 	reconnects    atomic.Uint64 // listener (re)connections
@@ -81,7 +85,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		if cfg.Tracer != nil {
 			ro.Tracer = cfg.Tracer
 		}
-		st := &shardState{name: name, rng: rng, dsns: append([]string{sc.Primary}, sc.Replicas...)}
+		st := newShardState(name, rng, append([]string{sc.Primary}, sc.Replicas...))
 		r.shards[i] = st
 		wg.Add(1)
 		go func() {
@@ -119,8 +123,43 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	for _, st := range r.shards {
 		r.startListener(bg, st)
 	}
+	r.awaitListeners(ctx)
 	return r, nil
 }
+
+// awaitListeners waits until every shard whose primary is reachable has
+// its cache listener up, so that cached reads use the cache from the first
+// one. It is bounded by ctx and by twice the replica ConnectTimeout; a
+// listener still down then is logged, and its shard's cached reads bypass
+// the cache until it is up.
+func (r *Router) awaitListeners(ctx context.Context) {
+	bound := r.cfg.Replica.ConnectTimeout
+	if bound <= 0 {
+		bound = 2 * time.Second
+	}
+	timer := time.NewTimer(2 * bound)
+	defer timer.Stop()
+	for _, st := range r.shards {
+		if st.set.PrimaryIndex() < 0 {
+			continue
+		}
+		select {
+		case <-st.up:
+		case <-ctx.Done():
+			r.log.Warn("cache listener not up at open", "shard", st.name, "err", ctx.Err().Error())
+			return
+		case <-timer.C:
+			r.log.Warn("cache listener not up at open", "shard", st.name, "err", "timed out")
+			return
+		}
+	}
+}
+
+func newShardState(name string, rng shard.Range, dsns []string) *shardState {
+	return &shardState{name: name, rng: rng, dsns: dsns, barrier: newBarrier(), up: make(chan struct{})}
+}
+
+func (s *shardState) markUp() { s.upOnce.Do(func() { close(s.up) }) }
 
 // primaryError says why a set has no primary: the configured primary's
 // last check error (pgx errors name user and database, never a password).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,19 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		{"bad channel", func(c *router.Config) { c.Channel = "no spaces" }, []string{"Channel"}},
 		{"unparsable dsn with password", func(c *router.Config) { c.Shards[3].Replicas = []string{"postgres://u:s3cret@127.0.0.1:notaport/db"} }, []string{"c0-", "Replicas[0]"}},
 		{"negative lag", func(c *router.Config) { c.Replica.MaxLag = -time.Second }, []string{"MaxLag"}},
+		// Bug 3: one node in two places.
+		{"primary is also a replica", func(c *router.Config) { c.Shards[1].Replicas = []string{c.Shards[1].Primary} },
+			[]string{`"40-80"`, "Primary", "Replicas[0]", "listed twice"}},
+		{"replica listed twice", func(c *router.Config) {
+			c.Shards[2].Replicas = []string{c.Shards[2].Replicas[0], c.Shards[2].Replicas[0]}
+		}, []string{`"80-c0"`, "Replicas[0]", "Replicas[1]", "listed twice"}},
+		{"node under two shards", func(c *router.Config) { c.Shards[3].Replicas = []string{c.Shards[0].Replicas[0]} },
+			[]string{`"-40"`, `"c0-"`, "two shards"}},
+		{"same server, other database", func(c *router.Config) {
+			u, _ := url.Parse(c.Shards[0].Primary)
+			u.Path = "/other"
+			c.Shards[0].Replicas = []string{u.String()}
+		}, []string{`"-40"`, "same server"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

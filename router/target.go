@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,25 +29,28 @@ func (t Target) Shard() string { return t.s.name }
 // Range returns the shard's key range.
 func (t Target) Range() shard.Range { return t.s.rng }
 
-// Exec runs a statement on the shard's primary. Under a session it records
-// the WAL position after the commit, in the same round trip, so that the
-// session's later reads see the write; the statement then runs as
-// BEGIN; statement; COMMIT, so one that cannot run inside a transaction
-// block (VACUUM, CREATE INDEX CONCURRENTLY) must run without a session.
+// Exec runs a statement on the shard's primary. Under a session it also
+// records the WAL position after the commit, so that the session's later
+// reads see the write. It accepts the same statements either way: with
+// arguments, the session's Exec sends BEGIN, the statement, COMMIT and the
+// position query in one round trip; without, it runs the SQL as Exec
+// would (several statements, or one that cannot run in a transaction
+// block, such as VACUUM) and reads the position on the same connection.
 func (t Target) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if t.r.follow != nil && !t.direct {
 		return t.fencedExec(ctx, sql, args)
 	}
-	if t.r.closed.Load() {
-		return pgconn.CommandTag{}, ErrClosed
+	if err := t.usable(ctx); err != nil {
+		return pgconn.CommandTag{}, err
 	}
 	sess := SessionFrom(ctx)
 	if sess == nil {
-		return t.s.set.Exec(ctx, sql, args...)
+		tag, err := t.s.set.Exec(ctx, sql, args...)
+		return tag, t.fail(ctx, err)
 	}
 	tag, lsn, err := t.s.set.ExecLSN(ctx, sql, args...)
 	if err != nil {
-		return tag, err
+		return tag, t.fail(ctx, err)
 	}
 	sess.observe(t.s.name, lsn)
 	return tag, nil
@@ -57,54 +59,41 @@ func (t Target) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 // Query runs a read on the shard: on a replica within the lag bound and at
 // or past the session's position, else on the primary.
 func (t Target) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if t.r.closed.Load() {
-		return nil, ErrClosed
+	if err := t.usable(ctx); err != nil {
+		return nil, err
 	}
 	rows, err := t.s.set.Read(ctx, t.readOptions(ctx), sql, args...)
 	if err != nil {
-		return nil, err
+		return nil, t.fail(ctx, err)
 	}
 	return rows, nil
 }
 
 // QueryRow runs a read expected to return at most one row; see Query.
 func (t Target) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if t.r.closed.Load() {
-		return errRow{ErrClosed}
+	if err := t.usable(ctx); err != nil {
+		return errRow{err}
 	}
-	return t.s.set.ReadRow(ctx, t.readOptions(ctx), sql, args...)
+	return row{t: t, ctx: ctx, row: t.s.set.ReadRow(ctx, t.readOptions(ctx), sql, args...)}
 }
 
 // Tx runs fn in a transaction on the shard's primary, committing when fn
 // returns nil and rolling back otherwise. Inside fn, Invalidate queues
 // cache invalidations that take effect at commit. Under a session, the
 // commit's WAL position is recorded, read in the same round trip as the
-// COMMIT.
+// COMMIT. Its errors, fn's included, name the shard.
 func (t Target) Tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if t.r.follow != nil && !t.direct {
-		return t.fencedTx(ctx, fn)
-	}
+	return t.BeginTxFunc(ctx, pgx.TxOptions{}, fn)
+}
+
+// usable fails a call that cannot start: the router is closed, or ctx
+// has ended.
+func (t Target) usable(ctx context.Context) error {
 	if t.r.closed.Load() {
 		return ErrClosed
 	}
-	var keys []string
-	lsn, err := t.s.set.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return fn(&routerTx{Tx: tx, t: t, keys: &keys})
-	})
-	committed := err == nil || errors.Is(err, replica.ErrCommitLSN)
-	if committed && len(keys) > 0 {
-		// Loads from now on must see this commit: a replica that has not
-		// replayed it would bring the old value back into the cache.
-		if lsn != 0 {
-			t.s.raiseFloor(lsn)
-		}
-		t.r.dropLocal(keys)
-	}
-	if err != nil {
-		return err
-	}
-	if sess := SessionFrom(ctx); sess != nil {
-		sess.observe(t.s.name, lsn)
+	if ctx.Err() != nil {
+		return t.fail(ctx, ctx.Err())
 	}
 	return nil
 }
@@ -153,3 +142,12 @@ func (s *shardState) raiseFloor(lsn replica.LSN) {
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
+
+// row names the shard in a QueryRow's error, like Query's.
+type row struct {
+	t   Target
+	ctx context.Context
+	row pgx.Row
+}
+
+func (r row) Scan(dest ...any) error { return r.t.fail(r.ctx, r.row.Scan(dest...)) }
