@@ -26,7 +26,7 @@ import (
 //	SELECT pg_notify(<own channel>, pg_current_wal_insert_lsn()::text)
 //
 // which reads the WAL insert position X and then commits a notification
-// carrying X. Any transaction whose commit record was written before X was
+// carrying X (the payload is what counts; see sendMarker). Any transaction whose commit record was written before X was
 // read had queued its notifications before ours, so they reach this
 // connection before the marker does: when the marker arrives, every
 // invalidation of a commit before X has been handled. A session's position
@@ -158,7 +158,10 @@ func barrierChannel(conn *pgx.Conn) string {
 }
 
 // sendMarker queues a marker carrying the WAL insert position; see barrier.
+// The statement starts like the listener's floor query, so that one
+// pattern on pg_stat_activity.query finds the listener's session whatever
+// it ran last.
 func sendMarker(ctx context.Context, conn *pgx.Conn, channel string) error {
-	_, err := conn.Exec(ctx, "SELECT pg_notify($1, pg_current_wal_insert_lsn()::text)", channel)
+	_, err := conn.Exec(ctx, "SELECT pg_current_wal_insert_lsn()::text, pg_notify($1, pg_current_wal_insert_lsn()::text)", channel)
 	return err
 }
