@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgshard/pgshard/examples/internal/loadgen"
+	"github.com/pgshard/pgshard/internal/loadgen"
 )
 
 func main() {
