@@ -270,6 +270,10 @@ func (s *Set) logChange(n *node, before, after *status) {
 		s.log.Info("node role", "node", n.addr, "role", after.role.String(), "was", before.role.String())
 	case before.reachable && !after.reachable:
 		s.log.Warn("node unreachable", "node", n.addr, "err", after.err)
+	case before.checks == 0 && !after.reachable:
+		// Never reachable: a wrong password or database shows here once,
+		// with the server's reason, rather than only in Stats.
+		s.log.Warn("node unreachable at its first check", "node", n.addr, "err", after.err)
 	case !before.reachable && after.reachable && before.checks > 0:
 		s.log.Info("node reachable again", "node", n.addr)
 	}

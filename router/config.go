@@ -60,8 +60,9 @@ type Config struct {
 	// Lookup expands the $VAR and ${VAR} in the Store's DSNs. Default
 	// os.LookupEnv.
 	Lookup func(string) (string, bool)
-	// Logger receives shard events (role changes, ejections, listener
-	// reconnects). Nil is silent.
+	// Logger receives the router's events (listener reconnects, shards
+	// and replicas unreachable at open) and, unless Replica.Logger is set,
+	// the replica sets' (role changes, ejections). Nil is silent.
 	Logger *slog.Logger
 }
 
@@ -76,6 +77,10 @@ type ShardConfig struct {
 	Primary string
 	// Replicas are the DSNs of its streaming replicas; may be empty.
 	Replicas []string
+	// Weights optionally gives each replica a relative share of the
+	// shard's reads, in the order of Replicas. Nil or zero entries mean
+	// weight 1.
+	Weights []int
 }
 
 const (

@@ -118,7 +118,9 @@ func openFollowing(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	f.r = r
 	f.opts = static.Replica
-	f.opts.Logger = r.log
+	if f.opts.Logger == nil {
+		f.opts.Logger = static.Logger
+	}
 	if static.Tracer != nil {
 		f.opts.Tracer = static.Tracer
 	}
@@ -308,7 +310,7 @@ func (f *follower) apply(ctx context.Context, m *topology.Map) error {
 		}
 		rng, _ := km.Range(name)
 		st := newShardState(name, rng, append([]string{sc.Primary}, sc.Replicas...))
-		st.set, err = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Options: f.opts})
+		st.set, err = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Weights: sc.Weights, Options: f.opts})
 		if err != nil {
 			abandon()
 			return err

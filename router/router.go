@@ -81,7 +81,9 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		sc := byName[name]
 		rng, _ := m.Range(name)
 		ro := cfg.Replica
-		ro.Logger = log
+		if ro.Logger == nil {
+			ro.Logger = cfg.Logger
+		}
 		if cfg.Tracer != nil {
 			ro.Tracer = cfg.Tracer
 		}
@@ -90,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st.set, errs[i] = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Options: ro})
+			st.set, errs[i] = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Weights: sc.Weights, Options: ro})
 		}()
 	}
 	wg.Wait()
