@@ -80,7 +80,7 @@ func (s *Store) Apply(ctx context.Context, m *Map, o ApplyOptions) (*Plan, error
 		if o.DryRun {
 			return nil
 		}
-		undo, err := s.fence(ctx, cur, plan.Fences, o)
+		undo, err := s.fence(ctx, plan.Fences, o)
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,10 @@ func store(ctx context.Context, tx pgx.Tx, m *Map) error {
 	return nil
 }
 
-// fences lists the fences that moving from cur to next needs.
+// fences lists the fences that moving from cur to next needs. A fence
+// goes on the node that takes the shard's writes under next (after a
+// switchover, the new primary, which has the old one's fence by
+// replication), or under cur for a shard that leaves.
 func fences(cur, next *Map) []FenceState {
 	if cur == nil {
 		return nil
@@ -133,17 +136,17 @@ func fences(cur, next *Map) []FenceState {
 		sh, ok := next.Shard(old.Name)
 		switch {
 		case !ok:
-			out = append(out, FenceState{Shard: old.Name, Version: next.Version, Closed: true})
+			out = append(out, FenceState{Shard: old.Name, Version: next.Version, Closed: true, Primary: old.Primary})
 		case loses(old.Range, sh.Range) || sh.State != old.State:
-			out = append(out, FenceState{Shard: old.Name, Range: sh.Range, Version: next.Version, Closed: sh.State == StateFenced})
+			out = append(out, FenceState{Shard: old.Name, Range: sh.Range, Version: next.Version, Closed: sh.State == StateFenced, Primary: sh.Primary})
 		}
 	}
 	return out
 }
 
-// fence installs each fence on its shard's primary (as cur names it). On
-// failure it puts back those already installed; undo does the same later.
-func (s *Store) fence(ctx context.Context, cur *Map, fs []FenceState, o ApplyOptions) (undo func(), err error) {
+// fence installs each fence on the node it names. On failure it puts back
+// those already installed; undo does the same later.
+func (s *Store) fence(ctx context.Context, fs []FenceState, o ApplyOptions) (undo func(), err error) {
 	type done struct {
 		dsn  string
 		prev FenceState
@@ -157,8 +160,7 @@ func (s *Store) fence(ctx context.Context, cur *Map, fs []FenceState, o ApplyOpt
 		}
 	}
 	for _, f := range fs {
-		sh, _ := cur.Shard(f.Shard)
-		dsn, err := ExpandDSN(sh.Primary, o.Lookup)
+		dsn, err := ExpandDSN(f.Primary, o.Lookup)
 		if err != nil {
 			undo()
 			return nil, fmt.Errorf("topology: fence shard %s: primary: %w", f.Shard, err)
@@ -171,6 +173,8 @@ func (s *Store) fence(ctx context.Context, cur *Map, fs []FenceState, o ApplyOpt
 			if !ok {
 				prev = FenceState{Shard: f.Shard}
 			}
+			f := f
+			f.Primary = ""
 			if err := InstallFence(ctx, c, f, o.LockTimeout); err != nil {
 				return err
 			}

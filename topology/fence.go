@@ -25,6 +25,10 @@ type FenceState struct {
 	Closed bool `json:"closed"`
 	// ChangedAt is when the fence was installed (set by the server).
 	ChangedAt time.Time `json:"changed_at"`
+	// Primary is, in a Plan, the DSN (as stored) of the node the fence is
+	// installed on: the shard's primary in the new map, or in the old one
+	// for a shard that leaves. The shard does not record it.
+	Primary string `json:"primary,omitempty"`
 }
 
 // VersionParam is the run-time parameter by which a router's connection

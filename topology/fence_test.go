@@ -40,7 +40,7 @@ func TestFenceRefusesOldMaps(t *testing.T) {
 	m.Shards[0].Range, m.Shards[1].Range = "-40", "40-"
 	plan, err := s.Apply(ctx, m, topology.ApplyOptions{Reason: "move 40-80"})
 	require.NoError(t, err)
-	require.Equal(t, []topology.FenceState{{Shard: "a", Range: "-40", Version: 2}}, plan.Fences)
+	require.Equal(t, []topology.FenceState{{Shard: "a", Range: "-40", Version: 2, Primary: m.Shards[0].Primary}}, plan.Fences)
 
 	err = exec(ctx, old, 2)
 	fe, ok := topology.IsFenced(err)
