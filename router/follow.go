@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgshard/pgshard/replica"
+	"github.com/pgshard/pgshard/shard"
 	"github.com/pgshard/pgshard/topology"
 )
 
@@ -315,6 +316,9 @@ func (f *follower) apply(ctx context.Context, m *topology.Map) error {
 			abandon()
 			return err
 		}
+		if was, ok := byName[name]; !ok || gains(was.rng, rng) {
+			st.cutover = f.cutover(ctx, st)
+		}
 		fresh = append(fresh, st)
 		next.shards = append(next.shards, st)
 		next.meta[st] = shardMeta{tag: m.Version, closed: sh.State == topology.StateFenced, spec: sh}
@@ -364,6 +368,28 @@ func (f *follower) apply(ctx context.Context, m *topology.Map) error {
 		}()
 	}
 	return nil
+}
+
+// cutover reads the WAL position of a shard that gains a range: every
+// write the range's old owner acknowledged was copied to it before, so a
+// session read of the range goes to a node at or past this position
+// (its old positions name the old owner). Without it (the primary is
+// away), session reads of the shard go to its primary for a while.
+func (f *follower) cutover(ctx context.Context, st *shardState) replica.LSN {
+	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	_, lsn, err := st.set.ExecLSN(cctx, "SELECT 1")
+	if err != nil {
+		f.r.log.Warn("topology: cannot read the cutover position of a shard that gains a range", "shard", st.name, "err", err.Error())
+		return replica.LSN(1<<63 - 1) // past any replica, until the shard is rebuilt
+	}
+	return lsn
+}
+
+// gains reports whether range now holds IDs that range was did not.
+func gains(was, now shard.Range) bool {
+	endsAfter := was.End != 0 && (now.End == 0 || now.End > was.End)
+	return now.Start < was.Start || endsAfter
 }
 
 // awaitListeners waits, within twice the connect timeout, until the new

@@ -257,3 +257,42 @@ func TestFollowReplicasUnderLoad(t *testing.T) {
 	}
 	require.Positive(t, ops.Load())
 }
+
+// TestFollowSessionAcrossMove: a session wrote a user's row on its old
+// shard; the range moves (its rows copied to the new owner, whose replica
+// has not replayed the copy yet). The session's read, routed by the new
+// map, must see the row: it goes to a node past the new owner's cutover.
+func TestFollowSessionAcrossMove(t *testing.T) {
+	ctx := context.Background()
+	s, _ := controlStore(t)
+	m := storeMap()
+	apply(t, s, m, "four shards")
+	slow := fast
+	slow.MaxLag = time.Minute // the paused replica stays in rotation
+	r := openStore(t, s, func(c *router.Config) { c.Replica = slow })
+	require.NoError(t, r.ExecAll(ctx, "CREATE TABLE IF NOT EXISTS fence_rows (id bigint PRIMARY KEY, v text)"))
+	id := userIn(t, shard.Range{Start: 0x20 << 56, End: 0x40 << 56})
+	sess := router.NewSession()
+	sctx := router.WithSession(ctx, sess)
+	_, err := r.User(id).Exec(sctx, "INSERT INTO fence_rows VALUES ($1, 'mine') ON CONFLICT (id) DO UPDATE SET v = 'mine'", id)
+	require.NoError(t, err)
+	token := sess.Token()
+
+	b := cluster.Shards()[1]
+	require.NoError(t, b.Replicas[0].WaitCaughtUp(ctx, b.Primary))
+	require.NoError(t, b.Replicas[0].PauseReplay(ctx))
+	t.Cleanup(func() { _ = b.Replicas[0].ResumeReplay(context.Background()) })
+	require.NoError(t, b.Primary.SuperExec(ctx, "INSERT INTO fence_rows VALUES ($1, 'mine') ON CONFLICT (id) DO UPDATE SET v = 'mine'", id))
+
+	m.Shards[0].Range, m.Shards[1].Range = "-20", "20-80"
+	v := apply(t, s, m, "move 20-40 from a to b")
+	eventually(t, 10*time.Second, "the router serves the move", func() bool { return r.Stats().Map.Version == v })
+
+	again, err := router.ParseSession(token)
+	require.NoError(t, err)
+	var got string
+	err = r.User(id).QueryRow(router.WithSession(ctx, again), "SELECT v FROM fence_rows WHERE id = $1", id).Scan(&got)
+	require.NoError(t, err, "the session's write is visible on the new owner")
+	require.Equal(t, "mine", got)
+	require.Equal(t, "b", r.User(id).Shard())
+}

@@ -43,6 +43,7 @@ type shardState struct {
 	dsns []string // primary first, as replica.Set numbers its nodes
 
 	stopListen context.CancelFunc // ends this shard's cache listener
+	cutover    replica.LSN        // set before use: session reads wait for it (a range gained, see follow.go)
 
 	listening     atomic.Bool   // the LISTEN connection is up: cached reads may use the cache
 	barrier       *barrier      // what this process has received of the shard's invalidations

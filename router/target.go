@@ -106,7 +106,9 @@ func (t Target) readOptions(ctx context.Context) replica.ReadOptions {
 	load := loadFrom(ctx)
 	info := readInfoFrom(ctx)
 	if sess != nil {
-		o.MinLSN, o.Observe = sess.LSN(t.s.name), true
+		// A range the shard gained in a map change may hold the session's
+		// writes made on its old owner: read where the cutover is visible.
+		o.MinLSN, o.Observe = max(sess.LSN(t.s.name), t.s.cutover), true
 	}
 	if load != nil {
 		o.MinLSN, o.Observe = max(o.MinLSN, replica.LSN(t.s.floor.Load())), true
