@@ -16,6 +16,7 @@ import (
 type Config struct {
 	Listen        string // address to serve HTTP on
 	TopologyFile  string // YAML topology of existing servers; "" starts a dev cluster
+	Control       string // DSN of a topology store to follow instead of a file or a dev cluster
 	DataDir       string // dev cluster: keep its data here; "" is a temporary folder
 	Shards        int    // dev cluster: number of shards
 	Replicas      int    // dev cluster: streaming replicas per shard
@@ -45,6 +46,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "`address` to serve HTTP on")
 	fs.StringVar(&c.TopologyFile, "config", "", "YAML topology `file` of existing servers; without it, a dev cluster is started")
+	fs.StringVar(&c.Control, "control", "", "follow the topology store in this control database (`DSN`; ${VAR} names a password) instead of -config or a dev cluster")
 	fs.StringVar(&c.DataDir, "data", "", "dev cluster: keep its data in this empty `folder` (default: a temporary one, removed on exit)")
 	fs.IntVar(&c.Shards, "shards", 2, "dev cluster: number of shards")
 	fs.IntVar(&c.Replicas, "replicas", 1, "dev cluster: streaming replicas per shard")
@@ -78,6 +80,9 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.TopologyFile != "" && (c.DataDir != "" || isSet(fs, "shards") || isSet(fs, "replicas")) {
 		return c, errors.New("-data, -shards and -replicas size a dev cluster: they do not go with -config")
+	}
+	if c.Control != "" && (c.TopologyFile != "" || c.DataDir != "" || isSet(fs, "shards") || isSet(fs, "replicas")) {
+		return c, errors.New("-control follows a topology store: it does not go with -config, -data, -shards or -replicas")
 	}
 	return c, c.check()
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,6 +16,7 @@ import (
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/topology"
 )
 
 // Run serves the configured server until ctx ends (as on SIGINT or
@@ -39,12 +42,22 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 	var (
 		topo    *Topology
 		cluster *pgcluster.Cluster
+		store   *topology.Store
+		lookup  = os.LookupEnv
+		control string // the store's DSN, its password a variable
 	)
-	if f.TopologyFile != "" {
+	switch {
+	case f.Control != "":
+		if store, err = topology.Open(ctx, f.Control); err != nil {
+			return fmt.Errorf("-control: %w", err)
+		}
+		defer store.Close()
+		topo, control = controlTopology(), f.Control
+	case f.TopologyFile != "":
 		if topo, err = LoadTopology(f.TopologyFile); err != nil {
 			return err
 		}
-	} else {
+	default:
 		fmt.Fprintf(stdout, "starting a dev cluster: %d shard(s) x (1 primary + %d replica(s))...\n", f.Shards, f.Replicas)
 		if cluster, topo, err = StartDevCluster(ctx, f.Shards, f.Replicas, f.DataDir); err != nil {
 			return err
@@ -54,6 +67,17 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 				fmt.Fprintln(stderr, "server: stop the dev cluster:", err)
 			}
 		}()
+		if store, control, lookup, err = devStore(ctx, topo); err != nil {
+			return err
+		}
+		defer store.Close()
+	}
+	var rcfg router.Config
+	if store != nil {
+		var err error
+		if rcfg, topo, err = followStore(ctx, store, topo, lookup, nil); err != nil {
+			return fmt.Errorf("topology store: %w", err)
+		}
 	}
 	red := NewRedactor(topo)
 	log := slog.New(redactHandler{next: slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), r: red})
@@ -63,8 +87,12 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-write-topology: %w", err)
 		}
 	}
+	if store == nil {
+		rcfg = topo.RouterConfig(log)
+	}
+	rcfg.Logger = log
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	r, err := router.Open(openCtx, topo.RouterConfig(log))
+	r, err := router.Open(openCtx, rcfg)
 	cancel()
 	if err != nil {
 		return errors.New(red.String(err.Error()))
@@ -80,7 +108,7 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 	}
 	defer srv.Close()
 	hs := newHTTPServer(srv, f, log)
-	banner(stdout, ln.Addr().String(), srv, topo, cluster, f)
+	banner(stdout, ln.Addr().String(), srv, topo, cluster, f, control)
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -122,7 +150,7 @@ func (t *Topology) MaxLag() time.Duration {
 }
 
 // banner tells a newcomer where everything is, in a few lines.
-func banner(w io.Writer, addr string, srv *Server, t *Topology, c *pgcluster.Cluster, f Config) {
+func banner(w io.Writer, addr string, srv *Server, t *Topology, c *pgcluster.Cluster, f Config, control string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, "\npgshard example server on %s\n", base)
 	fmt.Fprintf(w, "  API        %s/users  (POST {\"name\"}; GET/PUT /users/{id}; /users/{id}/posts; /posts/recent)\n", base)
@@ -134,8 +162,11 @@ func banner(w io.Writer, addr string, srv *Server, t *Topology, c *pgcluster.Clu
 			where = f.DataDir + " (kept)"
 		}
 		fmt.Fprintf(w, "  topology   dev cluster, %v; data in %s\n", c, where)
-	} else {
+	} else if f.TopologyFile != "" {
 		fmt.Fprintf(w, "  topology   %s\n", f.TopologyFile)
+	}
+	if control != "" {
+		fmt.Fprintf(w, "  map        version %d from the topology store at %s\n", srv.r.Stats().Map.Version, srv.red.String(control))
 	}
 	st := srv.r.Stats()
 	for _, sh := range st.Shards {
@@ -147,6 +178,11 @@ func banner(w io.Writer, addr string, srv *Server, t *Topology, c *pgcluster.Clu
 	}
 	if f.WriteTopology != "" {
 		fmt.Fprintf(w, "  joined by  go run ./examples/server -config %s -listen 127.0.0.1:8081\n", f.WriteTopology)
+	}
+	if c != nil && control != "" && f.DataDir != "" {
+		// The store names the password as a variable; the kept folder has it.
+		fmt.Fprintf(w, "  joined by  %s=$(cat %s) go run ./examples/server -control '%s' -listen 127.0.0.1:8082\n",
+			DevPasswordVar, filepath.Join(f.DataDir, passwordFile), control)
 	}
 	rate := "off (-rate N to limit each client IP)"
 	if f.Rate > 0 {
