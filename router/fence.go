@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/replica"
@@ -27,10 +26,6 @@ func (t Target) fencedExec(ctx context.Context, sql string, args []any) (pgconn.
 		return err
 	})
 	return tag, err
-}
-
-func (t Target) fencedTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return t.fenced(ctx, func(t Target) error { return t.Tx(ctx, fn) })
 }
 
 // fenced runs op on t's shard in the newest view, again on a newer view
