@@ -30,7 +30,14 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// ShutdownTimeout is how long in-flight requests may take on shutdown.
 	ShutdownTimeout time.Duration
-	LogLevel        string // debug, info, warn or error
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request.
+	IdleTimeout time.Duration
+	// MaxConns caps the open connections in total (Accept waits beyond it),
+	// MaxConnsPerIP those of one client address (one more is answered 429
+	// and closed). 0 is no cap.
+	MaxConns, MaxConnsPerIP int
+	LogLevel                string // debug, info, warn or error
 }
 
 // DefaultConfig is the configuration of the command run with no flags: a
@@ -55,7 +62,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Rate, "rate", 0, "per-client-IP request rate limit, requests a second (0: no limit)")
 	fs.IntVar(&c.Burst, "burst", 0, "per-client-IP burst (default: max(1, -rate))")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on each request's database work")
-	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "how long a client may take to send a request's headers; a slower one is cut off")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 2*time.Second, "how long a client may take to send a request's headers; a slower one is cut off")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "how long a keep-alive connection may stay idle before it is closed")
+	fs.IntVar(&c.MaxConns, "max-conns", 10_000, "cap on open client connections in total; beyond it new ones wait (0: no cap)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 512, "cap on open connections from one client address; one more is answered 429 and closed (0: no cap; behind a load balancer, every client has its address)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT or SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -91,6 +101,12 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 func (c *Config) check() error {
 	if c.ReadHeaderTimeout <= 0 {
 		return fmt.Errorf("-read-header-timeout %s: want a positive duration", c.ReadHeaderTimeout)
+	}
+	if c.IdleTimeout <= 0 {
+		return fmt.Errorf("-idle-timeout %s: want a positive duration", c.IdleTimeout)
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("-max-conns %d, -max-conns-per-ip %d: want 0 (no cap) or more", c.MaxConns, c.MaxConnsPerIP)
 	}
 	if c.NodeID > maxNode {
 		return fmt.Errorf("-node-id %d: want 0 to %d", c.NodeID, maxNode)

@@ -15,7 +15,7 @@ func newHTTPServer(h http.Handler, f Config, log *slog.Logger) *http.Server {
 		ReadHeaderTimeout: f.ReadHeaderTimeout,
 		ReadTimeout:       max(15*time.Second, f.ReadHeaderTimeout),
 		WriteTimeout:      max(30*time.Second, 2*f.RequestTimeout),
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       f.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -3,6 +3,9 @@ package app
 import (
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestLimiter(t *testing.T) {
@@ -31,21 +34,17 @@ func TestLimiter(t *testing.T) {
 	for _, s := range steps {
 		now = now.Add(s.advance)
 		ok, retry := l.allow(s.key)
-		if ok != s.ok || retry != s.retry {
-			t.Errorf("%s: allow = %v, %v; want %v, %v", s.name, ok, retry, s.ok, s.retry)
-		}
+		assert.Equal(t, s.ok, ok, "%s: allowed", s.name)
+		assert.Equal(t, s.retry, retry, "%s: retry after", s.name)
 	}
-	if n := len(l.buckets); n != 1 {
-		t.Errorf("after an hour, %d buckets: want the idle one swept", n)
-	}
+	assert.Len(t, l.buckets, 1, "after an hour: want the idle bucket swept")
 }
 
 func TestLimiterOff(t *testing.T) {
 	var l *limiter = newLimiter(0, 10, nil)
 	for range 1000 {
-		if ok, _ := l.allow("x"); !ok {
-			t.Fatal("a zero rate limited a request")
-		}
+		ok, _ := l.allow("x")
+		require.True(t, ok, "a zero rate limited a request")
 	}
 }
 
@@ -66,9 +65,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		_, err := ParseFlags(tc.args, sink)
-		if (err == nil) != tc.ok {
-			t.Errorf("ParseFlags(%q): error %v, want ok=%v", tc.args, err, tc.ok)
-		}
+		assert.Equal(t, tc.ok, err == nil, "ParseFlags(%q): error %v", tc.args, err)
 	}
 }
 

@@ -33,10 +33,11 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", f.LogLevel)
 	}
 	// Listen first: a busy port fails before a dev cluster starts.
-	ln, err := net.Listen("tcp", f.Listen)
+	raw, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		return err
 	}
+	ln := connLimits(raw, f.MaxConnsPerIP, f.MaxConns)
 	defer ln.Close()
 
 	var (

@@ -180,6 +180,9 @@ func (s *Server) api(write bool, f func(http.ResponseWriter, *http.Request) erro
 		if ok, wait := s.limit.allow(clientIP(r)); !ok {
 			s.metrics.rateLimited.Add(1)
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			// A client this fast gets no keep-alive: its connection is
+			// not left holding a descriptor.
+			w.Header().Set("Connection", "close")
 			writeJSON(w, http.StatusTooManyRequests, errorBody{"rate limit exceeded; retry after the Retry-After seconds"})
 			return
 		}
