@@ -50,7 +50,7 @@ func chaosListenerLoss(t *testing.T, e *chaosEnv) *chaosResult {
 	work := e.startRenames(t, a, b, 16, 4)
 	lr := e.load(0, a, b)
 	every := e.len.listenerRun / time.Duration(e.len.terminations+1)
-	cuts := e.cutListeners(t, e.len.terminations, every)
+	cuts := e.cutListeners(t, b, e.len.terminations, every)
 	e.await(20*time.Second, func() bool { // the last round's listeners back up
 		for _, c := range cuts[len(cuts)-len(e.c.Shards()):] {
 			if _, ok := c.window(b.stats); !ok {
@@ -136,7 +136,7 @@ type listenerCut struct {
 // cutListeners terminates B's LISTEN sessions on every shard's primary,
 // rounds times, every apart, each from a superuser session opened
 // beforehand so that the instant is exact.
-func (e *chaosEnv) cutListeners(t *testing.T, rounds int, every time.Duration) []listenerCut {
+func (e *chaosEnv) cutListeners(t *testing.T, b *chaosInstance, rounds int, every time.Duration) []listenerCut {
 	ctx := context.Background()
 	conns := map[string]*pgx.Conn{}
 	for _, sh := range e.c.Shards() {
@@ -148,6 +148,16 @@ func (e *chaosEnv) cutListeners(t *testing.T, rounds int, every time.Duration) [
 	var cuts []listenerCut
 	for range rounds {
 		time.Sleep(every)
+		// A listener still reconnecting from the last round has no session
+		// to end: wait for it, as a busy machine may take longer than every.
+		e.await(20*time.Second, func() bool {
+			for _, sh := range b.r.Stats().Shards {
+				if !sh.Listening {
+					return false
+				}
+			}
+			return true
+		})
 		for name, c := range conns {
 			cut := listenerCut{shard: name, at: time.Now()}
 			require.NoError(t, c.QueryRow(ctx, terminateListenerSQL, chaosAppName).Scan(&cut.ended))
