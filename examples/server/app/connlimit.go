@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/netutil"
 )
 
@@ -96,6 +97,18 @@ func (l *limitedListener) release(host string) {
 	defer l.mu.Unlock()
 	if l.open[host]--; l.open[host] <= 0 {
 		delete(l.open, host)
+	}
+}
+
+// collectors are the listener's figures for /metrics.
+func (l *limitedListener) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgshard_http_connections_refused_total",
+			Help: "Connections answered 429 and closed at once: their client address had -max-conns-per-ip open."},
+			func() float64 { return float64(l.refused.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgshard_http_connections_open",
+			Help: "Client connections open (counted when -max-conns-per-ip is set)."},
+			func() float64 { return float64(l.current.Load()) }),
 	}
 }
 

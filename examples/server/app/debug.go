@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 )
@@ -31,12 +34,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, out)
-}
-
-// GET /metrics: Prometheus text format.
-func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	writeMetrics(w, s.metrics, s.r.Stats(), s.red)
 }
 
 //go:embed dashboard.html
@@ -147,16 +144,8 @@ func (s *Server) shardsDoc(st router.Stats) shardsDoc {
 		d.Caches = append(d.Caches, cacheDoc{Name: c.Name, Hits: c.Hits, Misses: c.Misses, HitRatio: c.HitRatio(),
 			Entries: c.Entries, Capacity: capacity, Evictions: c.Evictions, Expirations: c.Expirations, Invalidations: c.Invalidations})
 	}
-	s.metrics.mu.RLock()
-	for k, v := range s.metrics.series {
-		n := v.count.Load()
-		d.HTTP.Requests += n
-		if k.status >= 500 {
-			d.HTTP.Errors5xx += n
-		}
-	}
-	s.metrics.mu.RUnlock()
-	d.HTTP.RateLimited = s.metrics.rateLimited.Load()
+	d.HTTP.Requests, d.HTTP.Errors5xx = s.metrics.total.Load(), s.metrics.errors5xx.Load()
+	d.HTTP.RateLimited = uint64(counterValue(s.metrics.rateLimited))
 	return d
 }
 
@@ -169,4 +158,13 @@ func (s *Server) nodeDoc(n replica.NodeStats, now time.Time) nodeDoc {
 		LagSeconds: n.Lag.Seconds(), LagBytes: n.LagBytes, LagKnown: n.LagKnown, Outstanding: n.Outstanding,
 		Reads: n.Reads, Writes: n.Writes, Fallbacks: n.Fallbacks, Failures: n.Failures, Error: s.red.String(n.Error),
 		CheckAgeMS: age, Pool: poolDoc{n.Pool.Total, n.Pool.Idle, n.Pool.Acquired, n.Pool.Max}}
+}
+
+// counterValue reads a counter's value.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if c.Write(&m) != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }

@@ -81,12 +81,12 @@ func FuzzHandler(f *testing.F) {
 		if err != nil {
 			return // net/http answers it, without the handler
 		}
-		panics := in.srv.metrics.panics.Load()
+		panics := counterValue(in.srv.metrics.panics)
 		w := httptest.NewRecorder()
 		in.srv.ServeHTTP(w, req)
 		res := w.Result()
 		b := w.Body.Bytes()
-		if p := in.srv.metrics.panics.Load(); p != panics {
+		if p := counterValue(in.srv.metrics.panics); p != panics {
 			t.Fatalf("%s %q: the handler panicked; log:\n%s", req.Method, req.RequestURI, in.logs.String())
 		}
 		if res.StatusCode >= 500 {

@@ -348,15 +348,16 @@ func TestHealthReadyMetricsDebug(t *testing.T) {
 		`pgshard_http_request_duration_seconds_bucket{route="POST /users",status="201",le="+Inf"} 1`,
 		`pgshard_http_request_duration_seconds_count{route="POST /users",status="201"} 1`,
 		`# TYPE pgshard_http_request_duration_seconds histogram`,
-		`pgshard_node_lag_seconds{shard="shard0",node="127.0.0.1:`,
-		`pgshard_node_eligible{shard="shard1"`,
+		`pgshard_node_lag_seconds{node="127.0.0.1:`,
+		`role="replica",shard="shard1"}`,
+		`pgshard_node_eligible{node=`,
 		`pgshard_node_outstanding_queries{`,
 		`pgshard_node_fallbacks_total{`,
 		`pgshard_cache_hits_total{cache="users"} `,
 		`pgshard_cache_misses_total{cache="users"}`,
 		`pgshard_cache_evictions_total{cache="users"} 0`,
-		`pgshard_cache_invalidations_received_total{shard="shard0",range="-80"}`,
-		`pgshard_shard_primary_up{shard="shard1",range="80-"} 1`,
+		`pgshard_cache_invalidations_received_total{range="-80",shard="shard0"}`,
+		`pgshard_shard_primary_up{range="80-",shard="shard1"} 1`,
 	} {
 		if !strings.Contains(m, s) {
 			t.Errorf("metrics lack %s", s)

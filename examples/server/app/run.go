@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/internal/pgcluster"
+	"github.com/pgshard/pgshard/prom"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/topology"
 )
@@ -92,6 +93,8 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 		rcfg = topo.RouterConfig(log)
 	}
 	rcfg.Logger = log
+	tracer := prom.NewTracer(prom.TracerOptions{NodeLabel: red.String})
+	rcfg.Tracer = tracer
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	r, err := router.Open(openCtx, rcfg)
 	cancel()
@@ -103,11 +106,13 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 	srv, err := New(ctx, r, Options{
 		NodeID: f.NodeID, Rate: f.Rate, Burst: f.Burst, RequestTimeout: f.RequestTimeout,
 		Cache: topo.Cache, Logger: log, Redactor: red, Instance: ln.Addr().String(), MaxLag: topo.MaxLag(),
+		Tracer: tracer,
 	})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	srv.Registry().MustRegister(ln.collectors()...)
 	hs := newHTTPServer(srv, f, log)
 	banner(stdout, ln.Addr().String(), srv, topo, cluster, f, control)
 

@@ -15,7 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/prom"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -43,6 +46,10 @@ type Options struct {
 	MaxLag time.Duration
 	// Now is the clock of IDs and the rate limit; nil means time.Now.
 	Now func() time.Time
+	// Tracer, if set, is the prom.Tracer given to the router (in
+	// router.Config.Tracer): /metrics then carries its counts. Nil leaves
+	// them out.
+	Tracer *prom.Tracer
 	// IdempotencyTTL is how long an Idempotency-Key is honoured: at least
 	// this long, and a cleanup deletes it within the next
 	// min(1 h, TTL/4). Zero means 24 h.
@@ -57,6 +64,7 @@ type Server struct {
 	ids     *idGenerator
 	limit   *limiter
 	metrics *httpMetrics
+	reg     *prometheus.Registry
 	log     *slog.Logger
 	red     Redactor
 	mux     *http.ServeMux
@@ -110,6 +118,7 @@ func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
 		started: time.Now(),
 		cancel:  cancel,
 	}
+	s.reg = newRegistry(r, s.metrics, o.Tracer, o.Redactor)
 	s.routes()
 	s.wg.Go(func() { s.expireLoop(bg, o.IdempotencyTTL, max(time.Second, min(time.Hour, o.IdempotencyTTL/4))) })
 	if schemaErr == nil {
@@ -120,6 +129,10 @@ func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Registry is the registry that /metrics serves: a program that runs the
+// server may register its own collectors in it.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
 // Close stops the server's background work; it does not close the router.
 func (s *Server) Close() {
@@ -139,7 +152,7 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	m.HandleFunc("GET /readyz", s.readyz)
-	m.HandleFunc("GET /metrics", s.serveMetrics)
+	m.Handle("GET /metrics", metricsHandler(s.reg))
 	m.HandleFunc("GET /debug/shards", serveDashboard)
 	m.HandleFunc("GET /debug/shards.json", s.shardsJSON)
 	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.metrics.panics.Add(1)
+			s.metrics.panics.Inc()
 			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			if !sw.wroteHeader {
 				writeJSON(sw, http.StatusInternalServerError, errorBody{"internal error"})
@@ -178,7 +191,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) api(write bool, f func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := s.limit.allow(clientIP(r)); !ok {
-			s.metrics.rateLimited.Add(1)
+			s.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			// A client this fast gets no keep-alive: its connection is
 			// not left holding a descriptor.
