@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func BenchmarkRouter(b *testing.B) {
 	scan := pgx.RowToStructByPos[user]
 	const recent = "SELECT id, name FROM users ORDER BY id DESC LIMIT 20"
 	b.Run("gather/4-shards-vs-1", func(b *testing.B) {
-		newest := func(a, b user) bool { return a.ID > b.ID }
+		newest := func(a, b user) int { return cmp.Compare(b.ID, a.ID) }
 		interleave(b, "gather/one", func(int) {
 			rows, err := t.Query(ctx, recent)
 			if err == nil {
@@ -106,7 +107,7 @@ func BenchmarkRouter(b *testing.B) {
 				b.Fatal(err)
 			}
 		}, func(int) {
-			if _, err := router.Gather(ctx, r, recent, nil, scan, router.GatherOptions[user]{Less: newest, Limit: 20}); err != nil {
+			if _, err := router.Gather(ctx, r, recent, nil, scan, router.GatherOptions[user]{Compare: newest, Limit: 20}); err != nil {
 				b.Fatal(err)
 			}
 		})

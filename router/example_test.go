@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -158,7 +159,7 @@ func ExampleGather() {
 	// Each shard returns its own top 3; Gather merges them into the global top 3.
 	top, err := router.Gather(ctx, r, "SELECT user_id, score FROM scores ORDER BY score DESC LIMIT 3", nil,
 		pgx.RowToStructByPos[score], router.GatherOptions[score]{
-			Less:    func(a, b score) bool { return a.Score > b.Score },
+			Compare: func(a, b score) int { return cmp.Compare(b.Score, a.Score) },
 			Limit:   3,
 			Primary: true,
 		})

@@ -6,19 +6,24 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshard/pgshard/replica"
+	"github.com/pgshard/pgshard/shard"
 )
 
 // GatherOptions shape a Gather.
 type GatherOptions[T any] struct {
-	// Less orders the merged rows (k-way merge of the shards' results).
-	// Nil keeps shard order: every row of the first shard, then the next.
-	Less func(a, b T) bool
-	// Limit caps the rows returned; 0 means all. With Less, the result is
-	// the global top Limit.
+	// Compare orders the merged rows, with the convention of
+	// slices.SortFunc (negative when a comes first); the shards' results
+	// are k-way merged. Nil keeps shard order: every row of the first
+	// shard, then the next.
+	Compare func(a, b T) int
+	// Limit caps the rows returned; 0 means all. With Compare, the result
+	// is the global top Limit. Without, which rows make the Limit is
+	// unspecified: the call stops reading once it has Limit rows.
 	Limit int
 	// Partial returns the rows of the shards that answered, with a
 	// *PartialError naming the others, instead of failing the call.
@@ -30,16 +35,73 @@ type GatherOptions[T any] struct {
 }
 
 // Gather runs one read on every shard at once and merges the rows. Give
-// the SQL its own ORDER BY and LIMIT matching Less and Limit: each shard
-// then returns only its top rows, and Gather merges them into the global
-// top. (Each shard's rows are sorted again by Less before merging, so a
-// missing ORDER BY costs time, not correctness.) The first shard failure
+// the SQL its own ORDER BY and LIMIT matching Compare and Limit: each
+// shard then returns only its top rows, already in order, and Gather
+// merges them into the global top. Gather checks each shard's order as its
+// rows arrive and sorts only a shard whose rows came out of order, so a
+// missing ORDER BY costs time, not correctness. The first shard failure
 // cancels the others and fails the call, with an error naming every failed
 // shard, unless Partial is set.
 func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan pgx.RowToFunc[T], opts GatherOptions[T]) ([]T, error) {
 	if r.closed.Load() {
 		return nil, ErrClosed
 	}
+	shards := r.current().shards
+	jobs := make([]gatherJob, len(shards))
+	for i, st := range shards {
+		jobs[i] = gatherJob{t: Target{r: r, s: st}, sql: sql, args: args}
+	}
+	return gather(ctx, r, jobs, scan, opts)
+}
+
+// Group is the user IDs of one shard, from Router.Group.
+type Group struct {
+	Target Target
+	IDs    []int64 // in the order given to Group
+}
+
+// Group splits user IDs by the shard that owns them, in keyspace order,
+// leaving out shards that own none: a service can then read
+// WHERE id = ANY($1) once per shard, or all at once with GatherGroups.
+func (r *Router) Group(userIDs []int64) []Group {
+	v := r.current()
+	byShard := make([][]int64, len(v.shards))
+	for _, id := range userIDs {
+		i := v.m.Index(shard.HashInt64(id))
+		byShard[i] = append(byShard[i], id)
+	}
+	var groups []Group
+	for i, ids := range byShard {
+		if len(ids) > 0 {
+			groups = append(groups, Group{Target: Target{r: r, s: v.shards[i]}, IDs: ids})
+		}
+	}
+	return groups
+}
+
+// GatherGroups runs sql on each group's shard at once, with the group's
+// IDs as its one argument ($1, a bigint[]: WHERE id = ANY($1)), and merges
+// the rows as Gather does: the rows of many users in one call, one query
+// per shard.
+func GatherGroups[T any](ctx context.Context, r *Router, groups []Group, sql string, scan pgx.RowToFunc[T], opts GatherOptions[T]) ([]T, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	jobs := make([]gatherJob, len(groups))
+	for i, g := range groups {
+		jobs[i] = gatherJob{t: g.Target, sql: sql, args: []any{g.IDs}}
+	}
+	return gather(ctx, r, jobs, scan, opts)
+}
+
+// gatherJob is one shard's read in a gather.
+type gatherJob struct {
+	t    Target
+	sql  string
+	args []any
+}
+
+func gather[T any](ctx context.Context, r *Router, jobs []gatherJob, scan pgx.RowToFunc[T], opts GatherOptions[T]) ([]T, error) {
 	if opts.Primary {
 		ctx = WithPrimary(ctx)
 	}
@@ -49,38 +111,105 @@ func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan 
 	if conc <= 0 {
 		conc = 16
 	}
-	results := make([][]T, len(r.current().shards))
-	failed := r.onEveryShard(ctx, conc, func(i int, t Target) error {
-		rows, err := Collect(ctx, t, sql, args, scan)
+	// Without an order, any Limit rows will do: once the shards have read
+	// that many between them, the others stop.
+	var taken atomic.Int64
+	var enough atomic.Bool
+	results := make([][]T, len(jobs))
+	targets := make([]Target, len(jobs))
+	for i, j := range jobs {
+		targets[i] = j.t
+	}
+	failed := r.onTargets(ctx, conc, targets, func(i int, t Target) error {
+		var take func() bool
+		if opts.Compare == nil && opts.Limit > 0 {
+			take = func() bool {
+				if taken.Add(1) >= int64(opts.Limit) {
+					enough.Store(true)
+					cancel()
+					return false
+				}
+				return true
+			}
+		}
+		rows, err := collectShard(ctx, t, jobs[i].sql, jobs[i].args, scan, opts.Compare, opts.Limit, take)
 		if err != nil {
+			if enough.Load() && errors.Is(err, context.Canceled) {
+				results[i] = rows // stopped: the limit was met elsewhere
+				return nil
+			}
 			if !opts.Partial {
 				cancel()
 			}
 			return err
 		}
-		if opts.Less != nil {
-			slices.SortStableFunc(rows, func(a, b T) int {
-				switch {
-				case opts.Less(a, b):
-					return -1
-				case opts.Less(b, a):
-					return 1
-				}
-				return 0
-			})
-		}
 		results[i] = rows
 		return nil
 	})
+	if enough.Load() {
+		// Shards stopped, or never started, because the limit was met.
+		failed = slices.DeleteFunc(failed, func(f *ShardError) bool { return errors.Is(f.Err, context.Canceled) })
+	}
 	if len(failed) > 0 && !opts.Partial {
 		failed = realFailures(failed)
 		return nil, &MultiError{Errs: failed}
 	}
-	merged := merge(results, opts.Less, opts.Limit)
+	merged := merge(results, opts.Compare, opts.Limit)
 	if len(failed) > 0 {
 		return merged, &PartialError{MultiError{Errs: failed}}
 	}
 	return merged, nil
+}
+
+// collectShard reads one shard's rows. With cmp it checks their order as
+// they arrive, stops after limit rows while they are in order (the rest
+// cannot make the top), and sorts them only if one came out of order.
+// take, if set, is asked after each row whether to read on. Like Collect,
+// it starts over once on another node when a node fails midway.
+func collectShard[T any](ctx context.Context, t Target, sql string, args []any, scan pgx.RowToFunc[T], cmp func(a, b T) int, limit int, take func() bool) ([]T, error) {
+	for try := 0; ; try++ {
+		out, err := readShard(ctx, t, sql, args, scan, cmp, limit, take)
+		if err == nil || try == 1 || ctx.Err() != nil || !replica.ConnError(err) {
+			return out, err
+		}
+	}
+}
+
+func readShard[T any](ctx context.Context, t Target, sql string, args []any, scan pgx.RowToFunc[T], cmp func(a, b T) int, limit int, take func() bool) ([]T, error) {
+	rows, err := t.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	sorted := true
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		if cmp != nil && sorted && len(out) > 0 && cmp(out[len(out)-1], v) > 0 {
+			sorted = false
+		}
+		out = append(out, v)
+		if limit > 0 && len(out) >= limit && (cmp == nil || sorted) {
+			break
+		}
+		if take != nil && !take() {
+			return out, nil
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return out, err // the rows read so far count when the limit was met elsewhere
+	}
+	if !sorted {
+		slices.SortStableFunc(out, cmp)
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
+		}
+	}
+	return out, nil
 }
 
 // realFailures drops the shards that only saw the cancellation caused by
@@ -98,9 +227,9 @@ func realFailures(failed []*ShardError) []*ShardError {
 	return real
 }
 
-// merge concatenates (less == nil) or k-way merges sorted lists, keeping
+// merge concatenates (cmp == nil) or k-way merges sorted lists, keeping
 // at most limit rows (0 = all).
-func merge[T any](lists [][]T, less func(a, b T) bool, limit int) []T {
+func merge[T any](lists [][]T, cmp func(a, b T) int, limit int) []T {
 	total := 0
 	for _, l := range lists {
 		total += len(l)
@@ -109,7 +238,7 @@ func merge[T any](lists [][]T, less func(a, b T) bool, limit int) []T {
 		limit = total
 	}
 	out := make([]T, 0, limit)
-	if less == nil {
+	if cmp == nil {
 		for _, l := range lists {
 			for _, v := range l {
 				if len(out) == limit {
@@ -120,7 +249,7 @@ func merge[T any](lists [][]T, less func(a, b T) bool, limit int) []T {
 		}
 		return out
 	}
-	h := &mergeHeap[T]{less: less}
+	h := &mergeHeap[T]{cmp: cmp}
 	for i, l := range lists {
 		if len(l) > 0 {
 			h.items = append(h.items, cursor{list: i})
@@ -146,18 +275,15 @@ type cursor struct{ list, pos int }
 type mergeHeap[T any] struct {
 	items []cursor
 	lists [][]T
-	less  func(a, b T) bool
+	cmp   func(a, b T) int
 }
 
 func (h *mergeHeap[T]) Len() int { return len(h.items) }
 func (h *mergeHeap[T]) Less(i, j int) bool {
 	a, b := h.items[i], h.items[j]
 	va, vb := h.lists[a.list][a.pos], h.lists[b.list][b.pos]
-	if h.less(va, vb) {
-		return true
-	}
-	if h.less(vb, va) {
-		return false
+	if c := h.cmp(va, vb); c != 0 {
+		return c < 0
 	}
 	return a.list < b.list // ties: shard order, so the merge is stable
 }
@@ -190,11 +316,20 @@ func Collect[T any](ctx context.Context, t Target, sql string, args []any, scan 
 // returns the failures in shard order. A shard that gets no slot before ctx
 // ends fails with ctx's error.
 func (r *Router) onEveryShard(ctx context.Context, limit int, fn func(i int, t Target) error) []*ShardError {
-	sem := make(chan struct{}, limit)
 	shards := r.current().shards
-	errs := make([]error, len(shards))
-	var wg sync.WaitGroup
+	targets := make([]Target, len(shards))
 	for i, st := range shards {
+		targets[i] = Target{r: r, s: st}
+	}
+	return r.onTargets(ctx, limit, targets, fn)
+}
+
+// onTargets is onEveryShard over the given targets.
+func (r *Router) onTargets(ctx context.Context, limit int, targets []Target, fn func(i int, t Target) error) []*ShardError {
+	sem := make(chan struct{}, limit)
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
 		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
@@ -203,14 +338,14 @@ func (r *Router) onEveryShard(ctx context.Context, limit int, fn func(i int, t T
 				errs[i] = ctx.Err()
 				return
 			}
-			errs[i] = fn(i, Target{r: r, s: st})
+			errs[i] = fn(i, t)
 		})
 	}
 	wg.Wait()
 	var failed []*ShardError
 	for i, err := range errs {
 		if err != nil {
-			failed = append(failed, &ShardError{Shard: shards[i].name, Err: err})
+			failed = append(failed, &ShardError{Shard: targets[i].s.name, Err: err})
 		}
 	}
 	return failed

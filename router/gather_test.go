@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -30,9 +31,9 @@ func TestGatherTopN(t *testing.T) {
 		}
 	}
 	scan := pgx.RowToStructByPos[post]
-	newest := func(a, b post) bool { return a.ID > b.ID }
+	newest := func(a, b post) int { return cmp.Compare(b.ID, a.ID) }
 	got, err := router.Gather(ctx, r, "SELECT user_id, id FROM posts ORDER BY id DESC LIMIT 50", nil, scan,
-		router.GatherOptions[post]{Less: newest, Limit: 50, Primary: true})
+		router.GatherOptions[post]{Compare: newest, Limit: 50, Primary: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -155,7 +156,7 @@ func (s *Server) recentPosts(w http.ResponseWriter, r *http.Request) error {
 	}
 	ps, err := router.Gather(r.Context(), s.r,
 		"SELECT user_id, id, body, created_at FROM posts ORDER BY id DESC LIMIT $1", []any{limit},
-		scanPost, router.GatherOptions[post]{Less: func(a, b post) bool { return a.ID > b.ID }, Limit: limit})
+		scanPost, router.GatherOptions[post]{Compare: func(a, b post) int { return cmp.Compare(b.ID, a.ID) }, Limit: limit})
 	if err != nil {
 		return err // names every failed shard; failure() sees each cause
 	}
