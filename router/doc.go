@@ -37,11 +37,21 @@
 // do not call Invalidate reach caches only when entries expire
 // (cache.Options.TTL): set a TTL unless every write invalidates.
 //
+// # The pgx surface
+//
+// A Target offers what a pgx user reaches for: [Target.BeginTx] (and
+// [Target.BeginTxFunc]) with pgx.TxOptions, where a read-only transaction
+// may run on a replica within the bound; [Target.SendBatch] and
+// [Target.CopyFrom] on the primary, recording a session's position;
+// [Router.Ping].
+//
 // # Across shards
 //
 // [Gather] runs one read on every shard at once and merges the rows, as a
-// global top N when given an order and a limit; [Router.ExecAll] runs a
-// statement on every primary (schema changes). Both name each failed shard.
+// global top N when given an order and a limit; [Router.Group] splits user
+// IDs by shard and [GatherGroups] reads many users' rows with one query per
+// shard; [Router.ExecAll] runs a statement on every primary (schema
+// changes). Each names every failed shard.
 //
 // # Observability
 //

@@ -13,12 +13,31 @@ import (
 // maxPayload keeps each notification under PostgreSQL's 8000-byte limit.
 const maxPayload = 7900
 
-// routerTx is the transaction Target.Tx hands to its function: a pgx.Tx
-// that remembers which cache keys to drop at commit.
+// routerTx is the transaction Target.Tx hands to its function, or
+// Target.BeginTx returns: a pgx.Tx that remembers which cache keys to drop
+// at commit.
 type routerTx struct {
 	pgx.Tx
 	t    Target
 	keys *[]string
+	own  *owned // set for BeginTx's transaction, which ends the connection's loan
+}
+
+// Commit commits; see Target.BeginTx. A savepoint, or the transaction of
+// a Tx function, commits as pgx does.
+func (tx *routerTx) Commit(ctx context.Context) error {
+	if tx.own == nil {
+		return tx.Tx.Commit(ctx)
+	}
+	return tx.commitOwned(ctx)
+}
+
+// Rollback rolls back; after Commit or Rollback it returns pgx.ErrTxClosed.
+func (tx *routerTx) Rollback(ctx context.Context) error {
+	if tx.own == nil {
+		return tx.Tx.Rollback(ctx)
+	}
+	return tx.rollbackOwned(ctx)
 }
 
 // Begin starts a savepoint that Invalidate also accepts.

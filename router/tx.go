@@ -10,8 +10,12 @@ import (
 )
 
 // BeginTxFunc is Tx with pgx's transaction options: isolation level,
-// access mode and deferrable mode.
+// access mode and deferrable mode. A read-only transaction that is not
+// serializable runs where a read may (see BeginTx).
 func (t Target) BeginTxFunc(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	if opts.AccessMode == pgx.ReadOnly && opts.IsoLevel != pgx.Serializable {
+		return t.readTx(ctx, opts, fn)
+	}
 	if t.r.follow != nil && !t.direct {
 		return t.fenced(ctx, func(t Target) error { return t.BeginTxFunc(ctx, opts, fn) })
 	}
@@ -38,4 +42,23 @@ func (t Target) BeginTxFunc(ctx context.Context, opts pgx.TxOptions, fn func(pgx
 		sess.observe(t.s.name, lsn)
 	}
 	return nil
+}
+
+// readTx runs fn in a read-only transaction begun by BeginTx.
+func (t Target) readTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	tx, err := t.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return t.fail(ctx, err)
+	}
+	return tx.Commit(ctx)
 }
