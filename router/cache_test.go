@@ -179,7 +179,7 @@ func TestCacheStatsCountEachGetOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := c.Get(ctx, r.User(id), "user:555", loadUser(r.User(id), id)); err != nil {
+		if _, err := c.Get(router.WithPrimary(ctx), r.User(id), "user:555", loadUser(r.User(id), id)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -27,7 +27,7 @@ func TestBeginTx(t *testing.T) {
 	target := r.User(id)
 	_, err := target.Exec(ctx, "INSERT INTO users VALUES ($1, 'before') ON CONFLICT (id) DO UPDATE SET name = 'before'", id)
 	require.NoError(t, err)
-	_, err = c.Get(ctx, target, key, loadUser(target, id))
+	_, err = c.Get(router.WithPrimary(ctx), target, key, loadUser(target, id))
 	require.NoError(t, err)
 
 	// Many more transactions than a pool has connections: each returns its own.
