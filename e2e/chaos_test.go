@@ -46,6 +46,7 @@ var chaosScenarios = []chaosScenario{
 	{5, "ListenerLoss", chaosListenerLoss},
 	{6, "ConnectionExhaustion", chaosExhaustion},
 	{7, "SlowReplica", chaosSlowReplica},
+	{8, "TopologyChange", chaosTopologyChange},
 }
 
 // TestChaos runs every scenario in turn, each on a cluster of its own (one
