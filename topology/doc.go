@@ -23,9 +23,10 @@
 // fences the shard as a whole, it first installs a statement-level trigger
 // on every table of that shard's primary that refuses a write from a router
 // whose map is older than the change, with SQLSTATE PGS01 (see IsFenced).
-// Installing it takes a SHARE ROW EXCLUSIVE lock on every table, so it waits
-// (at most FenceOptions.LockTimeout) for the write transactions in flight
-// and no write that began under the old map commits after the fence. Until
-// a shard loses a range it has no trigger, so steady state costs nothing;
+// Installing it waits (at most ApplyOptions.LockTimeout) for the write
+// transactions in flight, one table at a time so that it cannot deadlock
+// with them, and then for every transaction that had already written: no
+// write that began under the old map commits after the fence. Until a
+// shard loses a range it has no trigger, so steady state costs nothing;
 // see BENCHMARKS.md for what the trigger costs once installed.
 package topology

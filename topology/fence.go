@@ -114,12 +114,17 @@ func ReadFence(ctx context.Context, conn *pgx.Conn) (FenceState, bool, error) {
 }
 
 // InstallFence records st on the shard whose primary conn is connected to,
-// and puts the fence trigger on every table. It locks every table in SHARE
-// ROW EXCLUSIVE mode first, so it waits for the write transactions in
-// flight (at most lockTimeout, then fails) and holds new writes until it
-// commits; they then see the new fence. A superuser also gets an event
-// trigger that fences tables created later; without one, a table created
-// after a fence is guarded from the next fence on.
+// and puts the fence trigger on every table. It waits, at most lockTimeout
+// in all, for the write transactions in flight, and fails past it: each
+// table's trigger is replaced in a transaction of its own, which waits for
+// the writers of that table (and holds it from new ones until it commits),
+// so the fence never holds one table while waiting for another, and no
+// writer can deadlock with it; then it waits until every transaction that
+// had written something before the last trigger was in place has ended.
+// From its return, a write routed with an older map commits nowhere on the
+// shard: it was either committed before, or refused. A superuser also gets
+// an event trigger that fences tables created later; without one, a table
+// created after a fence is guarded from the next fence on.
 func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeout time.Duration) error {
 	if lockTimeout <= 0 {
 		lockTimeout = 5 * time.Second
@@ -127,33 +132,14 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 	if !validName(st.Shard) {
 		return fmt.Errorf("%w: shard name %q", ErrInvalidMap, st.Shard)
 	}
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
-			return err
-		}
+	deadline := time.Now().Add(lockTimeout)
+	var tables []string
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fenceSchema); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(fenceCheck, st.Version, st.Shard, st.Closed)); err != nil {
 			return err
-		}
-		rows, err := tx.Query(ctx, userTables)
-		if err != nil {
-			return err
-		}
-		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		if len(tables) > 0 {
-			if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(tables, ", ")+" IN SHARE ROW EXCLUSIVE MODE"); err != nil {
-				return fmt.Errorf("wait for the writes in flight: %w", err)
-			}
-		}
-		for _, t := range tables {
-			if _, err := tx.Exec(ctx, createTrigger(t, st)); err != nil {
-				return fmt.Errorf("fence table %s: %w", t, err)
-			}
 		}
 		var super bool
 		if err := tx.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
@@ -166,13 +152,66 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (one) DO UPDATE SET shard = $1, range = $2, version = $3, closed = $4, changed_at = clock_timestamp()`,
-			st.Shard, st.Range, st.Version, st.Closed)
+		rows, err := tx.Query(ctx, userTables)
+		if err != nil {
+			return err
+		}
+		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			left := max(time.Until(deadline).Milliseconds(), 1)
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", left)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, createTrigger(t, st))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("wait for the writes in flight on %s: %w", t, err)
+		}
+	}
+	if err := waitWriters(ctx, conn, deadline); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (one) DO UPDATE SET shard = $1, range = $2, version = $3, closed = $4, changed_at = clock_timestamp()`,
+		st.Shard, st.Range, st.Version, st.Closed)
+	return err
 }
 
+// waitWriters waits until no transaction of this database that had
+// written something (it has a transaction ID) when it was called is still
+// open.
+func waitWriters(ctx context.Context, conn *pgx.Conn, deadline time.Time) error {
+	var mark time.Time
+	if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&mark); err != nil {
+		return err
+	}
+	for {
+		var open int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL AND xact_start < $1`, mark).Scan(&open)
+		if err != nil {
+			return err
+		}
+		if open == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("wait for the writes in flight: %d write transactions still open", open)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
 // validName keeps shard names plain: they appear in SQL text, tokens and
 // logs.
 func validName(s string) bool {
