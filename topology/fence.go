@@ -212,6 +212,7 @@ func waitWriters(ctx context.Context, conn *pgx.Conn, deadline time.Time) error 
 		}
 	}
 }
+
 // validName keeps shard names plain: they appear in SQL text, tokens and
 // logs.
 func validName(s string) bool {
