@@ -24,6 +24,8 @@ type Config struct {
 	NodeID        int64  // Snowflake node ID, 0 to 1023; negative picks one at random
 	Rate          float64
 	Burst         int
+	// TrustedProxies: whose X-Forwarded-For the rate limit believes.
+	TrustedProxies TrustedProxies
 	// RequestTimeout bounds each request's database work.
 	RequestTimeout time.Duration
 	// ReadHeaderTimeout is how long a client may take to send its headers.
@@ -61,6 +63,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.NodeID, "node-id", -1, "Snowflake node ID of this instance, 0 to 1023 (default: random)")
 	fs.Float64Var(&c.Rate, "rate", 0, "per-client-IP request rate limit, requests a second (0: no limit)")
 	fs.IntVar(&c.Burst, "burst", 0, "per-client-IP burst (default: max(1, -rate))")
+	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For the rate limit believes (default: none)", func(v string) error {
+		t, err := ParseTrustedProxies(v)
+		c.TrustedProxies = t
+		return err
+	})
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on each request's database work")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 2*time.Second, "how long a client may take to send a request's headers; a slower one is cut off")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "how long a keep-alive connection may stay idle before it is closed")

@@ -104,7 +104,7 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 	defer r.Close()
 
 	srv, err := New(ctx, r, Options{
-		NodeID: f.NodeID, Rate: f.Rate, Burst: f.Burst, RequestTimeout: f.RequestTimeout,
+		NodeID: f.NodeID, Rate: f.Rate, Burst: f.Burst, TrustedProxies: f.TrustedProxies, RequestTimeout: f.RequestTimeout,
 		Cache: topo.Cache, Logger: log, Redactor: red, Instance: ln.Addr().String(), MaxLag: topo.MaxLag(),
 		Tracer: tracer,
 	})

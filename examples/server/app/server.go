@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -32,6 +31,10 @@ type Options struct {
 	// no limit. Burst is how many it may make at once; 0 means max(1, Rate).
 	Rate  float64
 	Burst int
+	// TrustedProxies are the addresses whose X-Forwarded-For the rate limit
+	// believes, such as a load balancer's; nil means none: the limit counts
+	// each peer address.
+	TrustedProxies TrustedProxies
 	// RequestTimeout bounds each request's database work. Default 5 s.
 	RequestTimeout time.Duration
 	// Cache sizes the users cache. Zero Capacity means 100,000 entries.
@@ -190,7 +193,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // a session so that their response carries a token.
 func (s *Server) api(write bool, f func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := s.limit.allow(clientIP(r)); !ok {
+		if ok, wait := s.limit.allow(s.opts.TrustedProxies.clientIP(r)); !ok {
 			s.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			// A client this fast gets no keep-alive: its connection is
@@ -253,16 +256,6 @@ func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(b)
-}
-
-// clientIP is the request's peer address. Behind a load balancer, the
-// limit is per balancer unless it is taught to trust X-Forwarded-For.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // statusWriter remembers the status, and rewrites the mux's own plain-text
