@@ -67,7 +67,7 @@ func newDocker(ctx context.Context, o Options, pool *dockertest.Pool, ports *por
 	_, _ = rand.Read(nonce[:])
 	b := &dockerBackend{opts: o, ports: ports, pool: pool, image: o.Image,
 		prefix: fmt.Sprintf("pgshard-%d-%x", os.Getpid(), nonce)}
-	sweepContainers(ctx, pool)
+	_, _ = sweepContainers(ctx, pool)
 	return b
 }
 
@@ -196,25 +196,40 @@ func (b *dockerBackend) close(context.Context) error {
 	return nil
 }
 
-// sweepContainers removes the containers of pgcluster whose test process, on this
-// machine, died without closing its cluster: nothing stops a container when the
-// process that ran it dies.
-func sweepContainers(ctx context.Context, pool *dockertest.Pool) {
+// SweepContainers removes the containers of clusters whose process, on this machine,
+// died without closing them, and returns how many it removed: nothing stops a
+// container when the process that ran it dies. Start does it too.
+func SweepContainers(ctx context.Context) (int, error) {
+	pool, err := pingDocker(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNoDocker, err)
+	}
+	defer closeIdle(pool)
+	return sweepContainers(ctx, pool)
+}
+
+func sweepContainers(ctx context.Context, pool *dockertest.Pool) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	list, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true, Context: ctx,
 		Filters: map[string][]string{"label": {labelPID, labelHost + "=" + hostname()}}})
 	if err != nil {
-		return
+		return 0, err
 	}
+	n := 0
 	for _, c := range list {
 		pid, err := strconv.Atoi(c.Labels[labelPID])
 		if err != nil || pid == os.Getpid() || alive(pid) {
 			continue
 		}
-		_ = pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true,
+		err = pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true,
 			Context: ctx})
+		if err != nil {
+			return n, err
+		}
+		n++
 	}
+	return n, nil
 }
 
 func hostname() string {

@@ -76,7 +76,36 @@ func ensureImage(ctx context.Context, pool *dockertest.Pool, image string, build
 	if ok, err := imagePresent(pool, image); err != nil || ok {
 		return err // another process built it meanwhile
 	}
-	if err := buildImage(ctx, pool, image, log); err != nil {
+	major := builtImage.FindStringSubmatch(image)[1]
+	if err := buildImage(ctx, pool, image, []string{"postgresql-" + major}, log); err != nil {
+		return fmt.Errorf("pgcluster: build the image %s: %w", image, err)
+	}
+	return nil
+}
+
+// EnsureDebianImage makes image present in the Docker engine: unless it is there,
+// mmdebstrap installs packages into a minimal Debian bookworm file system from this
+// machine's apt sources, and the engine imports it, with no registry. It needs root and
+// mmdebstrap; processes of this machine that build at once wait for one another.
+// mmdebstrap's output goes to log, which may be nil.
+func EnsureDebianImage(ctx context.Context, image string, packages []string, log io.Writer) error {
+	pool, err := pingDocker(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoDocker, err)
+	}
+	defer closeIdle(pool)
+	if ok, err := imagePresent(pool, image); err != nil || ok {
+		return err
+	}
+	unlock, err := lockFile(ctx, filepath.Join(os.TempDir(), "pgshard-image.lock"))
+	if err != nil {
+		return fmt.Errorf("pgcluster: lock the image build: %w", err)
+	}
+	defer unlock()
+	if ok, err := imagePresent(pool, image); err != nil || ok {
+		return err
+	}
+	if err := buildImage(ctx, pool, image, packages, log); err != nil {
 		return fmt.Errorf("pgcluster: build the image %s: %w", image, err)
 	}
 	return nil
@@ -94,7 +123,7 @@ func imagePresent(pool *dockertest.Pool, image string) (bool, error) {
 }
 
 // buildImage streams mmdebstrap's tarball into the engine's import.
-func buildImage(ctx context.Context, pool *dockertest.Pool, image string, log io.Writer) error {
+func buildImage(ctx context.Context, pool *dockertest.Pool, image string, packages []string, log io.Writer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("mmdebstrap must run as root here")
 	}
@@ -104,10 +133,9 @@ func buildImage(ctx context.Context, pool *dockertest.Pool, image string, log io
 	if log == nil {
 		log = io.Discard
 	}
-	major := builtImage.FindStringSubmatch(image)[1]
 	// The packaged cluster and the documentation are of no use in a test server's image.
 	noCluster := `mkdir -p "$1/etc/postgresql-common" && echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.conf"`
-	cmd := exec.CommandContext(ctx, "mmdebstrap", "--variant=minbase", "--include=postgresql-"+major,
+	cmd := exec.CommandContext(ctx, "mmdebstrap", "--variant=minbase", "--include="+strings.Join(packages, ","),
 		"--essential-hook="+noCluster,
 		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
