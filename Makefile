@@ -3,7 +3,7 @@ GO ?= go
 PKGS ?= ./...
 TEST_TIMEOUT ?= 9m
 
-.PHONY: test test-docker docker-image vet fmt bench fuzz deps run soak chaos
+.PHONY: test test-docker docker-image deploy deploy-down deploy-test capacity vet fmt bench fuzz deps run soak chaos
 
 ## test: install what the tests need, then vet and run every test with the race detector.
 test: deps vet
@@ -13,12 +13,34 @@ test: deps vet
 ## (PGSHARD_PG_BACKEND=docker). As root it installs docker.io and mmdebstrap if missing,
 ## starts a Docker engine if none answers (and stops it afterwards), and builds the image.
 test-docker: deps vet
-	GO=$(GO) PKGS="$(PKGS)" TEST_TIMEOUT=$(TEST_TIMEOUT) ./scripts/test-docker.sh
+	GO=$(GO) PKGS="$(PKGS)" TEST_TIMEOUT=$(TEST_TIMEOUT) ./scripts/with-docker.sh ./scripts/test-docker.sh
 
 ## docker-image: the docker backend's image, pgshard/postgres:15 (or $$PGSHARD_PG_IMAGE), built
 ## from Debian's packages with no registry when the running Docker engine lacks it.
 docker-image:
-	$(GO) run ./internal/pgcluster/pgimage
+	./scripts/with-docker.sh $(GO) run ./internal/pgcluster/pgimage
+
+## deploy: the scaled-out architecture in Docker (HAProxy, 3 server instances, 2 shards x (primary +
+## 2 streaming replicas), Prometheus), every image built here; prints the URLs and runs until ^C.
+deploy:
+	./scripts/with-docker.sh $(GO) run ./examples/deploy up
+
+## deploy-down: removes whatever a killed deploy, deploy-test or capacity run left.
+deploy-down:
+	./scripts/with-docker.sh $(GO) run ./examples/deploy down
+
+## deploy-test: loadgen through HAProxy for 60 s while an instance is killed and restarted and a
+## replica paused; checks no write is lost and no read-your-writes is broken; writes RELIABILITY.md.
+deploy-test:
+	./scripts/with-docker.sh $(GO) run ./examples/deploy test
+
+## capacity: measures the deployment and writes docs/capacity.md for USERS users at RPM requests a
+## minute with a PEAK x peak.
+USERS ?= 1000000
+RPM ?= 10
+PEAK ?= 3
+capacity:
+	./scripts/with-docker.sh $(GO) run ./examples/capacity -users $(USERS) -rpm $(RPM) -peak $(PEAK)
 
 ## deps: the PostgreSQL server binaries the test harness starts, and
 ## Chromium for the dashboard's browser test (skipped when it cannot be had).
