@@ -12,4 +12,6 @@ IMAGE=${PGSHARD_PG_IMAGE:-pgshard/postgres:15}
 
 "$GO" run ./internal/pgcluster/pgimage -image "$IMAGE"
 export PGSHARD_PG_BACKEND=docker PGSHARD_PG_IMAGE="$IMAGE"
-"$GO" test -race -count=1 -timeout "$TEST_TIMEOUT" $PKGS
+# One package at a time: each starts its clusters of containers, and two at once on a
+# small machine slow each other down into timeouts.
+"$GO" test -race -count=1 -p "${TEST_DOCKER_P:-1}" -timeout "$TEST_TIMEOUT" $PKGS
