@@ -148,7 +148,9 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 	for i, in := range s.Instances {
 		args := append([]string{"/server", "-listen", "127.0.0.1:" + strconv.Itoa(in.Port),
 			"-config", "/etc/pgshard/topology.yaml", "-node-id", strconv.Itoa(i + 1),
-			"-trusted-proxies", "127.0.0.1/32"}, o.ServerArgs...)
+			// Every connection comes from HAProxy: believe its X-Forwarded-For, and
+			// cap connections per address at HAProxy's own maxconn only.
+			"-trusted-proxies", "127.0.0.1/32", "-max-conns-per-ip", "0"}, o.ServerArgs...)
 		if in.res, err = s.run(in.Name, ServerImage, args); err != nil {
 			return s, err
 		}
