@@ -42,15 +42,23 @@ PEAK ?= 3
 capacity:
 	./scripts/with-docker.sh $(GO) run ./examples/capacity -users $(USERS) -rpm $(RPM) -peak $(PEAK)
 
-## deps: the PostgreSQL server binaries the test harness starts, and
-## Chromium for the dashboard's browser test (skipped when it cannot be had).
+## deps: the PostgreSQL server binaries the test harness starts, curl and jq for the README's
+## quick start, and Chromium for the dashboard's browser test (skipped when it cannot be had).
 deps:
 	@./scripts/ensure-postgres.sh
+	@./examples/scripts/ensure-tools.sh
 	@./examples/scripts/ensure-chromium.sh
 
-## run: the reference server with a dev cluster (2 shards x 1 replica) on 127.0.0.1:8080.
-run: deps
-	$(GO) run ./examples/server
+## run: the reference server with a dev cluster (2 shards x 1 replica) on 127.0.0.1:8080, until
+## Ctrl-C (exit status 0). Only PostgreSQL is installed if missing; the server is built and run as
+## its own process (not with go run, which reports an interrupted program as a failure), and it
+## takes the terminal's foreground so that Ctrl-C stops it alone, not make.
+RUN_BIN ?= $(or $(TMPDIR),/tmp)/pgshard-server
+run:
+	@./scripts/ensure-postgres.sh
+	@./examples/scripts/ensure-tools.sh
+	$(GO) build -o $(RUN_BIN) ./examples/server
+	@PGSHARD_TAKE_TERMINAL=1 $(RUN_BIN) $(RUN_FLAGS)
 
 vet:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -28,7 +28,10 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	restore := takeTerminal()
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	restore()
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

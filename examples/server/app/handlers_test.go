@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/pgshard/pgshard/shard"
 )
 
@@ -29,12 +31,11 @@ func TestUserLifecycle(t *testing.T) {
 	}
 	rng := shardRange(t, in, id)
 	for _, h := range []struct{ name, want string }{
-		{"X-Shard", rng}, {"X-Served-By", "primary"}, {"Location", "/users/" + u.ID},
+		{"X-Shard", u.Shard}, {"X-Shard-Range", rng}, {"X-Served-By", "primary"}, {"Location", "/users/" + u.ID},
 	} {
-		if got := r.header.Get(h.name); got != h.want {
-			t.Errorf("POST %s = %q, want %q", h.name, got, h.want)
-		}
+		assert.Equal(t, h.want, r.header.Get(h.name), "POST header %s", h.name)
 	}
+	assert.Equal(t, in.r.User(id).Shard(), u.Shard, "the body's shard, the shard the router names")
 	token := r.header.Get("X-Consistency-Token")
 	if !strings.HasPrefix(token, "1.") || len(token) < 4 {
 		t.Errorf("X-Consistency-Token %q: want a non-empty session token", token)
@@ -48,9 +49,9 @@ func TestUserLifecycle(t *testing.T) {
 	if got != u {
 		t.Errorf("GET = %+v, want %+v", got, u)
 	}
-	if r.header.Get("X-Shard") != rng || r.header.Get("X-Consistency-Token") == "" {
-		t.Errorf("GET headers %v: want X-Shard %s and a token", r.header, rng)
-	}
+	assert.Equal(t, u.Shard, r.header.Get("X-Shard"), "GET X-Shard: the name in the body")
+	assert.Equal(t, rng, r.header.Get("X-Shard-Range"), "GET X-Shard-Range")
+	assert.NotEmpty(t, r.header.Get("X-Consistency-Token"), "GET token")
 	if sb := r.header.Get("X-Served-By"); !slices.Contains([]string{"cache", "replica", "primary"}, sb) {
 		t.Errorf("X-Served-By %q", sb)
 	}

@@ -131,7 +131,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 	for len(onShard1) < 2 {
 		res, err := client.Post(s.base+"/users", "application/json", strings.NewReader(`{"name":"a"}`))
 		require.NoError(t, err)
-		if res.Header.Get("X-Shard") == "80-" {
+		if res.Header.Get("X-Shard-Range") == "80-" {
 			onShard1 = append(onShard1, strings.TrimPrefix(res.Header.Get("Location"), "/users/"))
 		}
 		res.Body.Close()

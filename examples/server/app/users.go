@@ -202,10 +202,13 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// userHeaders says where a single-user answer came from.
+// userHeaders says where a single-user answer came from: X-Shard is the
+// shard's name, as the body's "shard" says it, and X-Shard-Range its key
+// range.
 func (s *Server) userHeaders(w http.ResponseWriter, t router.Target, servedBy string) {
 	h := w.Header()
-	h.Set("X-Shard", t.Range().String())
+	h.Set("X-Shard", t.Shard())
+	h.Set("X-Shard-Range", t.Range().String())
 	if servedBy != "" {
 		h.Set("X-Served-By", servedBy)
 	}
