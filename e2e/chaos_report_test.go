@@ -96,8 +96,9 @@ func chaosCommand(name string) string {
 	return fmt.Sprintf("go test -run '^TestChaos$/^%s$' -count=1 -v ./e2e -chaos=full", name)
 }
 
-// writeChaosReport writes RELIABILITY.md: one table, then the notes. A
-// relative path is taken from the module root.
+// writeChaosReport writes RELIABILITY.md: one table, then the notes, then
+// the sections other tools write there (such as make deploy-test's), kept
+// as they were. A relative path is taken from the module root.
 func writeChaosReport(path string, results []*chaosResult, l chaosLengths, servers string, took time.Duration) error {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join("..", path) // the test runs in e2e
@@ -146,6 +147,9 @@ func writeChaosReport(path string, results []*chaosResult, l chaosLengths, serve
 	w("## How the figures are measured\n\n")
 	for _, m := range chaosMethod {
 		w("- %s\n", m)
+	}
+	if old, err := os.ReadFile(path); err == nil {
+		b.WriteString(keptSections(string(old)))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -228,3 +232,29 @@ func joinOr(parts []string, none string) string {
 }
 
 func firstN[T any](s []T, n int) []T { return s[:min(n, len(s))] }
+
+// keptSections returns the sections of an old report that other tools own:
+// each from a line "<!-- NAME: begin ... -->" to "<!-- NAME: end -->".
+func keptSections(old string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(old, "<!-- ")
+		if i < 0 {
+			return b.String()
+		}
+		old = old[i:]
+		head, _, _ := strings.Cut(old, "\n")
+		name, rest, ok := strings.Cut(strings.TrimPrefix(head, "<!-- "), ": begin")
+		if !ok || strings.Contains(name, " ") || !strings.HasSuffix(rest, "-->") {
+			old = old[len("<!-- "):]
+			continue
+		}
+		end := "<!-- " + name + ": end -->"
+		j := strings.Index(old, end)
+		if j < 0 {
+			return b.String()
+		}
+		b.WriteString("\n" + old[:j+len(end)] + "\n")
+		old = old[j+len(end):]
+	}
+}
