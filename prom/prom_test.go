@@ -70,9 +70,11 @@ func TestStatsCollector(t *testing.T) {
 		`role="replica",shard="users"}`,
 		`pgshard_cache_entries{cache="names"} 0`,
 		`# TYPE pgshard_node_reads_total counter`,
+		"pgshard_map_version 0", // a static map
 	} {
 		assert.Contains(t, text, want)
 	}
+	assert.NotContains(t, text, "pgshard_map_control_up", "a static router has no store")
 	problems, err := testutil.CollectAndLint(st)
 	require.NoError(t, err)
 	assert.Empty(t, problems, "lint")

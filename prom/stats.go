@@ -16,6 +16,13 @@ type Stats struct {
 	shard []shardMetric
 	nodes []nodeMetric
 	cache []cacheMetric
+	maps  []mapMetric
+}
+
+type mapMetric struct {
+	desc *prometheus.Desc
+	typ  prometheus.ValueType
+	v    func(router.MapStats) (float64, bool) // false: not sent
 }
 
 // StatsOptions tune a Stats collector; the zero value works.
@@ -97,6 +104,16 @@ func NewStats(r *router.Router, o StatsOptions) *Stats {
 			{d("pgshard_node_pool_max_connections", "The node's pool size.", nl, nil), gauge,
 				func(n replica.NodeStats) float64 { return float64(n.Pool.Max) }},
 		},
+		maps: []mapMetric{
+			{d("pgshard_map_version", "The topology store's version of the shard map in use (0 for a static map).", nil, nil), gauge,
+				func(m router.MapStats) (float64, bool) { return float64(m.Version), true }},
+			{d("pgshard_map_changed_timestamp_seconds", "When the store recorded the map in use, in Unix seconds.", nil, nil), gauge,
+				func(m router.MapStats) (float64, bool) {
+					return float64(m.Changed.UnixNano()) / 1e9, m.Following
+				}},
+			{d("pgshard_map_control_up", "1 when the last read of the topology store succeeded; 0 while the router serves its last map without it.", nil, nil), gauge,
+				func(m router.MapStats) (float64, bool) { return b2f(m.ControlError == ""), m.Following }},
+		},
 		cache: []cacheMetric{
 			{d("pgshard_cache_hits_total", "Cache lookups answered from the cache.", cl, nil), counter,
 				func(c router.CacheStats) float64 { return float64(c.Hits) }},
@@ -127,6 +144,9 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range s.cache {
 		ch <- m.desc
 	}
+	for _, m := range s.maps {
+		ch <- m.desc
+	}
 }
 
 // Collect sends one snapshot of the router's Stats.
@@ -147,6 +167,11 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range s.cache {
 		for _, c := range st.Caches {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.v(c), c.Name)
+		}
+	}
+	for _, m := range s.maps {
+		if v, ok := m.v(st.Map); ok {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.typ, v)
 		}
 	}
 }

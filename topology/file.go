@@ -22,7 +22,7 @@ type fileMap struct {
 //	  - name: a
 //	    range: "-80"
 //	    primary: postgres://app:${PG_PASSWORD}@10.0.0.1:5432/app
-//	    replicas: [postgres://app:${PG_PASSWORD}@10.0.0.2:5432/app]
+//	    replicas: ["postgres://app:${PG_PASSWORD}@10.0.0.2:5432/app"]
 //	  - name: b
 //	    range: "80-"
 //	    primary: host=10.0.0.3 dbname=app user=app passfile=/etc/pgshard/pgpass

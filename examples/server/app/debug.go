@@ -59,6 +59,14 @@ type (
 		Shards        []shardDoc  `json:"shards"`
 		Caches        []cacheDoc  `json:"caches"`
 		HTTP          httpSummary `json:"http"`
+		Map           mapDoc      `json:"map"`
+	}
+	mapDoc struct {
+		Version      int64     `json:"version"`
+		Changed      time.Time `json:"changed"`
+		Applied      time.Time `json:"applied"`
+		Following    bool      `json:"following"`
+		ControlError string    `json:"control_error,omitempty"`
 	}
 	shardDoc struct {
 		Name          string    `json:"name"`
@@ -144,6 +152,8 @@ func (s *Server) shardsDoc(st router.Stats) shardsDoc {
 		d.Caches = append(d.Caches, cacheDoc{Name: c.Name, Hits: c.Hits, Misses: c.Misses, HitRatio: c.HitRatio(),
 			Entries: c.Entries, Capacity: capacity, Evictions: c.Evictions, Expirations: c.Expirations, Invalidations: c.Invalidations})
 	}
+	d.Map = mapDoc{Version: st.Map.Version, Changed: st.Map.Changed, Applied: st.Map.Applied, Following: st.Map.Following,
+		ControlError: s.red.String(st.Map.ControlError)}
 	d.HTTP.Requests, d.HTTP.Errors5xx = s.metrics.total.Load(), s.metrics.errors5xx.Load()
 	d.HTTP.RateLimited = uint64(counterValue(s.metrics.rateLimited))
 	return d
