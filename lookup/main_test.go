@@ -32,7 +32,7 @@ func config(c *pgcluster.Cluster) router.Config {
 	if err != nil {
 		panic(err)
 	}
-	cfg := router.Config{Replica: replica.Options{CheckInterval: 50 * time.Millisecond, ConnectTimeout: 10 * time.Second}}
+	cfg := router.Config{Replica: replica.Options{CheckInterval: 50 * time.Millisecond, CheckTimeout: time.Second, ConnectTimeout: 10 * time.Second}}
 	for i, sh := range c.Shards() {
 		cfg.Shards = append(cfg.Shards, router.ShardConfig{Range: ranges[i].String(), Primary: sh.Primary.DSN()})
 	}
