@@ -59,10 +59,24 @@ func New(r *router.Router, cfg Config) (*Lookup, error) {
 		claims: pgx.Identifier{cfg.Table + "_claims"}.Sanitize(), claimC: cfg.Table + "_claims_pkey"}, nil
 }
 
-// Setup creates the lookup and claims tables on every shard.
+// Setup creates the lookup and claims tables on every shard (Schema's
+// statements).
 func (l *Lookup) Setup(ctx context.Context) error {
-	return l.r.ExecAll(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (key text PRIMARY KEY, owner bigint NOT NULL, token text NOT NULL);
-CREATE TABLE IF NOT EXISTS %s (token text PRIMARY KEY, void boolean NOT NULL DEFAULT false)`, l.table, l.claims))
+	for _, stmt := range l.Schema() {
+		if err := l.r.ExecAll(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Schema returns the idempotent statements that create the lookup's
+// tables, for a service that applies its schema itself on every shard.
+func (l *Lookup) Schema() []string {
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + l.table + " (key text PRIMARY KEY, owner bigint NOT NULL, token text NOT NULL)",
+		"CREATE TABLE IF NOT EXISTS " + l.claims + " (token text PRIMARY KEY, void boolean NOT NULL DEFAULT false)",
+	}
 }
 
 func (l *Lookup) keyTarget(key string) router.Target { return l.r.Key(shard.HashString(key)) }
@@ -78,29 +92,66 @@ func newToken() string {
 // owner's shard, which must write the owner row holding the key. If the
 // key is held by a live owner it returns ErrDuplicate and writes nothing;
 // if insertOwner fails, the lookup row is removed again and its error
-// returned.
+// returned. Claim splits these steps for an owner written in a
+// transaction of the caller's.
 func (l *Lookup) Create(ctx context.Context, key string, owner int64, insertOwner func(pgx.Tx) error) error {
-	token := newToken()
-	if err := l.claim(ctx, key, owner, token); err != nil {
+	c, err := l.Claim(ctx, key, owner)
+	if err != nil {
 		return err
 	}
-	err := l.r.User(owner).Tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "INSERT INTO "+l.claims+" (token) VALUES ($1)", token); err != nil {
+	err = l.r.User(owner).Tx(ctx, func(tx pgx.Tx) error {
+		if err := c.Record(ctx, tx); err != nil {
 			return err
 		}
 		return insertOwner(tx)
 	})
-	if err == nil {
-		return nil
+	if err != nil {
+		return c.Abandon(ctx, err)
 	}
+	return nil
+}
+
+// Claim is a lookup row written for an owner whose row is not written
+// yet: the first of Create's two writes.
+type Claim struct {
+	l     *Lookup
+	key   string
+	owner int64
+	token string
+}
+
+// Claim writes the lookup row of key for owner, taking over one whose
+// owner is gone, or returns ErrDuplicate. The caller then writes the owner
+// row in a transaction on the owner's shard that calls Record, and calls
+// Abandon if that transaction fails.
+func (l *Lookup) Claim(ctx context.Context, key string, owner int64) (*Claim, error) {
+	token := newToken()
+	if err := l.claim(ctx, key, owner, token); err != nil {
+		return nil, err
+	}
+	return &Claim{l: l, key: key, owner: owner, token: token}, nil
+}
+
+// Record marks the claim as written in tx, a transaction on the owner's
+// shard that writes the owner row. It fails if another writer judged the
+// claim dangling and took the key meanwhile (then the transaction must not
+// commit; Abandon reports ErrDuplicate).
+func (c *Claim) Record(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "INSERT INTO "+c.l.claims+" (token) VALUES ($1)", c.token)
+	return err
+}
+
+// Abandon removes the claim's lookup row after the owner's transaction
+// failed with err, and returns the error to report: ErrDuplicate if the key
+// was taken meanwhile, else err. A row it cannot remove is dangling, and
+// the next writer takes it over.
+func (c *Claim) Abandon(ctx context.Context, err error) error {
 	var pgErr *pgconn.PgError
-	lost := errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == l.claimC
-	// Best effort: a row left here is dangling, and the next writer takes it over.
+	lost := errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == c.l.claimC
 	cctx := context.WithoutCancel(ctx)
-	_, _ = l.keyTarget(key).Exec(cctx, "DELETE FROM "+l.table+" WHERE key = $1 AND token = $2", key, token)
+	_, _ = c.l.keyTarget(c.key).Exec(cctx, "DELETE FROM "+c.l.table+" WHERE key = $1 AND token = $2", c.key, c.token)
 	if lost {
-		// Another writer judged our lookup row dangling and took the key.
-		return fmt.Errorf("%w: %q (taken while this owner was being written)", ErrDuplicate, key)
+		return fmt.Errorf("%w: %q (taken while this owner was being written)", ErrDuplicate, c.key)
 	}
 	return err
 }
