@@ -18,6 +18,7 @@ import (
 	"github.com/pgshard/pgshard/internal/loadgen"
 	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/shard"
 )
 
@@ -179,9 +180,9 @@ func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), p
 	log := slog.New(red.Handler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	cfg := topo.RouterConfig(log)
 	maxConns := cfg.Replica.ConfigurePool
-	cfg.Replica.ConfigurePool = func(pc *pgxpool.Config) {
+	cfg.Replica.ConfigurePool = func(info replica.PoolInfo, pc *pgxpool.Config) {
 		if maxConns != nil {
-			maxConns(pc)
+			maxConns(info, pc)
 		}
 		if pool != nil {
 			pool(pc)

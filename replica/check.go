@@ -2,38 +2,34 @@ package replica
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// checkSQL asks a node, in one round trip, what it is and where its WAL is.
-// On a replica the position is the replay LSN; on a primary the write
-// position (what a replica can at best have received). The WAL receiver
-// status is hidden from unprivileged roles, so a receiver row with a NULL
-// status counts as streaming.
+// checkSQL asks a node, in one round trip, what it is, where its WAL is and
+// which database system and timeline it belongs to. On a replica the
+// position is the replay LSN; on a primary the write position, which is
+// past every transaction whose commit was acknowledged (with
+// synchronous_commit off, an acknowledged commit can trail it by up to
+// wal_writer_delay, and so can the lag bound). A replica's timeline is its WAL
+// receiver's; the receiver's columns are hidden from unprivileged roles,
+// so a receiver row with a NULL status counts as streaming and a NULL
+// timeline as unknown.
 const checkSQL = `SELECT pg_is_in_recovery(),
 	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
-	EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE coalesce(status, 'streaming') = 'streaming')`
+	EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE coalesce(status, 'streaming') = 'streaming'),
+	(SELECT system_identifier FROM pg_control_system())::text,
+	CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1)
+		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END`
 
-// run checks every node each CheckInterval until ctx ends.
+// run checks every node each CheckInterval, and at once when a query saw a
+// node fail (kick), until ctx ends.
 func (s *Set) run(ctx context.Context) {
 	defer close(s.done)
-	defer func() {
-		for _, n := range s.nodes {
-			if n.dialing != nil {
-				if d := <-n.dialing; d.conn != nil {
-					n.conn = d.conn
-				}
-			}
-			if n.conn != nil {
-				closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-				n.conn.Close(closeCtx)
-				cancel()
-			}
-		}
-	}()
+	defer s.closeCheckConns()
 	t := time.NewTicker(s.opts.CheckInterval)
 	defer t.Stop()
 	for {
@@ -41,32 +37,49 @@ func (s *Set) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.checkAll(ctx, false)
+		case <-s.kick:
+		}
+		s.checkAll(ctx)
+	}
+}
+
+// kickCheck asks the checker to check every node now rather than at the
+// next tick, without waiting. Kicks that arrive while one is pending merge.
+func (s *Set) kickCheck() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Set) closeCheckConns() {
+	for _, n := range s.nodes {
+		if n.dialing != nil {
+			if d := <-n.dialing; d.conn != nil {
+				n.conn = d.conn
+			}
+			n.dialing = nil
+		}
+		if n.conn != nil {
+			closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+			n.conn.Close(closeCtx)
+			cancel()
+			n.conn = nil
 		}
 	}
 }
 
-// probe is one node's answer to checkSQL.
-type probe struct {
-	ok        bool
-	slow      bool // failed by timing out, not by the node refusing or dropping us
-	err       string
-	inRecov   bool
-	lsn       LSN
-	streaming bool
-	at        time.Time
-}
-
-// checkAll checks every node at once, then derives roles and lag from the
-// answers taken together, so that byte lag compares positions of one tick.
-func (s *Set) checkAll(ctx context.Context, first bool) {
+// checkAll checks every node at once, then hands the answers, taken
+// together, to the decision core, so that byte lag compares positions of
+// one round.
+func (s *Set) checkAll(ctx context.Context) {
 	probes := make([]probe, len(s.nodes))
 	var wg sync.WaitGroup
 	for i, n := range s.nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			probes[i] = s.checkNode(ctx, n, first)
+			probes[i] = s.checkNode(ctx, n)
 		}()
 	}
 	wg.Wait()
@@ -76,32 +89,37 @@ func (s *Set) checkAll(ctx context.Context, first bool) {
 	s.apply(probes)
 }
 
-func (s *Set) checkNode(ctx context.Context, n *node, first bool) probe {
+// checkNode checks one node on the checker's own connection, dialing a
+// fresh one in the background when there is none: a node slow to accept
+// connections does not hold up the checks of the others, and a dial in
+// progress is no answer rather than a failure.
+func (s *Set) checkNode(ctx context.Context, n *node) probe {
 	if n.conn != nil && n.conn.IsClosed() {
 		n.conn = nil
 	}
 	if n.conn == nil {
-		if first {
-			// New waits for the first check, within ConnectTimeout.
-			cctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
-			c, err := pgx.ConnectConfig(cctx, n.check)
-			cancel()
-			if err != nil {
-				return probe{err: cleanError(err), at: s.now()}
-			}
-			n.conn = c
-		} else if c, err := s.dial(ctx, n); c == nil {
-			return probe{err: err, at: s.now()}
-		} else {
-			n.conn = c
+		c, err, ready := s.dial(ctx, n)
+		if !ready {
+			return probe{kind: probePending}
 		}
+		if err != nil {
+			now := s.clock()
+			return probe{kind: dialProbeKind(ctx, err), err: cleanError(err), sent: now, at: now}
+		}
+		n.conn, n.fresh = c, true
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
+	qctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
 	defer cancel()
-	var p probe
-	var lsn *string
-	err := n.conn.QueryRow(ctx, checkSQL).Scan(&p.inRecov, &lsn, &p.streaming)
-	p.at = s.now()
+	var (
+		p          probe
+		lsn, sysid *string
+		tli        *int32
+		wasFresh   = n.fresh
+	)
+	p.sent = s.clock()
+	err := n.conn.QueryRow(qctx, checkSQL).Scan(&p.inRecov, &lsn, &p.streaming, &sysid, &tli)
+	p.at = s.clock()
+	n.fresh = false
 	if err != nil {
 		// A half-read connection cannot be trusted with the next check.
 		closeCtx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -109,180 +127,131 @@ func (s *Set) checkNode(ctx context.Context, n *node, first bool) probe {
 		cancel()
 		n.conn = nil
 		p.err = cleanError(err)
-		p.slow = !nodeDown(err)
+		switch cls := classify(ctx, err); {
+		case cls == errDown:
+			p.kind = probeDown
+		case cls == errBusy || cls == errStatement:
+			p.kind = probeBusy // it answered: it is up
+		case wasFresh:
+			p.kind = probeFailed
+		default:
+			// One lost session is no evidence; look again at once on a
+			// fresh connection.
+			p.kind = probeLost
+			s.dial(ctx, n)
+		}
 		return p
 	}
 	if lsn != nil {
 		if p.lsn, err = ParseLSN(*lsn); err != nil {
-			p.err = err.Error()
-			return p
+			return probe{kind: probeBusy, err: err.Error(), sent: p.sent, at: p.at}
 		}
 	}
-	p.ok = true
+	if sysid != nil {
+		p.sysid, _ = strconv.ParseUint(*sysid, 10, 64)
+	}
+	if tli != nil && *tli > 0 {
+		p.tli = uint32(*tli)
+	}
+	p.kind = probeOK
 	return p
 }
 
-// dial connects the checker to a node in the background, so that a node
-// slow to accept connections does not hold up the checks of the others.
-// It returns the connection once it is ready, or why there is none yet.
-func (s *Set) dial(ctx context.Context, n *node) (*pgx.Conn, string) {
+// dialProbeKind classifies a failed dial.
+func dialProbeKind(ctx context.Context, err error) probeKind {
+	switch classify(ctx, err) {
+	case errDown:
+		return probeDown
+	case errBusy, errStatement:
+		return probeBusy
+	}
+	return probeFailed
+}
+
+// dial starts connecting the checker to a node in the background if it is
+// not already, and returns the connection or the error once the dial has
+// ended (ready), or ready=false while it is still in progress.
+func (s *Set) dial(ctx context.Context, n *node) (c *pgx.Conn, err error, ready bool) {
 	if n.dialing == nil {
 		n.dialing = make(chan dialed, 1)
 		go func() {
-			cctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+			cctx, cancel := context.WithTimeout(ctx, s.dialTimeout)
 			defer cancel()
-			c, err := pgx.ConnectConfig(cctx, n.check)
-			if err != nil {
-				n.dialing <- dialed{err: cleanError(err)}
-				return
+			cfg := n.check.Copy()
+			if n.beforeConnect != nil {
+				if err := n.beforeConnect(cctx, cfg); err != nil {
+					n.dialing <- dialed{err: err}
+					return
+				}
 			}
-			n.dialing <- dialed{conn: c}
+			c, err := pgx.ConnectConfig(cctx, cfg)
+			n.dialing <- dialed{conn: c, err: err}
 		}()
 	}
 	select {
 	case d := <-n.dialing:
 		n.dialing = nil
-		return d.conn, d.err
+		return d.conn, d.err, true
 	default:
-		return nil, "connecting"
+		return nil, nil, false
 	}
 }
 
-// apply publishes a tick's probes: the primary, each replica's lag and its
-// place in rotation.
+// apply hands a round of probes to the decision core and publishes what it
+// decided: each node's status, and which node takes writes.
 func (s *Set) apply(probes []probe) {
-	if s.slowPrimary(probes) {
-		return
-	}
-	var primaries []int
-	for i, p := range probes {
-		if p.ok && !p.inRecov {
-			primaries = append(primaries, i)
-		}
-	}
-	primaryUp := len(primaries) == 1
-	if primaryUp {
-		p := probes[primaries[0]]
-		s.hist.add(p.at, p.lsn)
-		s.lastPrimary = p.lsn
-	} else {
-		s.hist.reset()
-	}
-	s.setPrimary(primaries)
-
+	s.mu.Lock()
+	prev := make([]status, len(s.nodes))
 	for i, n := range s.nodes {
-		before, after := n.update(func(st status) status {
-			return s.next(st, probes[i], primaryUp)
-		})
-		s.logChange(n, before, after)
+		prev[i] = *n.status()
 	}
-}
-
-// slowPrimary handles a tick in which the primary's check timed out for
-// the first time while no other node took its place: on a loaded machine a
-// healthy primary can be slow to answer once, and declaring it gone would
-// fail every write until the next tick. The primary keeps its role for this
-// tick and the replicas keep their last status, aging toward their own
-// staleness bound; a second failure in a row, or any hard failure, counts
-// as usual.
-func (s *Set) slowPrimary(probes []probe) bool {
-	p := s.primary.Load()
-	if p == nil {
-		return false
-	}
-	idx := -1
+	next, events := s.core.step(s.clock(), prev, probes)
 	for i, n := range s.nodes {
-		if n == p {
-			idx = i
-		}
-		if probes[i].ok && !probes[i].inRecov && n != p {
-			return false // another node reports primary: decide as usual
-		}
+		st := next[i]
+		n.st.Store(&st)
 	}
-	pr := probes[idx]
-	if pr.ok || !pr.slow {
-		return false
-	}
-	st := p.status()
-	if st.role != RolePrimary || !st.reachable || st.bad > 0 {
-		return false
-	}
-	p.update(func(st status) status {
-		st.bad, st.good, st.err = 1, 0, pr.err
-		return st
-	})
-	s.log.Warn("primary check timed out; keeping it as primary for one more check", "node", p.addr, "err", pr.err)
-	return true
+	s.publishPrimary()
+	s.mu.Unlock()
+	s.report(events)
 }
 
-// next computes a node's new status from its probe.
-func (s *Set) next(st status, p probe, primaryUp bool) status {
-	st.checks++
-	st.checked = p.at
-	st.reachable, st.err = p.ok, p.err
-	if p.ok {
-		st.lsn, st.streaming = p.lsn, p.streaming
-		st.role = RoleReplica
-		if !p.inRecov {
-			st.role = RolePrimary
-		}
-	}
-	good := false
-	switch {
-	case !p.ok:
-		st.lagKnown = false
-	case st.role == RolePrimary:
-		st.lagKnown, st.lag, st.lagBytes, st.primaryDown = true, 0, 0, false
-		good = true
-	case primaryUp:
-		st.primaryDown = false
-		st.lagBytes = max(int64(s.lastPrimary)-int64(st.lsn), 0)
-		st.lag, st.lagKnown = s.hist.lag(p.at, st.lsn)
-		good = st.lagKnown && st.streaming && st.lag <= s.opts.MaxLag && st.lagBytes <= s.opts.MaxLagBytes
-	default:
-		// No single primary to measure against. A replica that has replayed
-		// everything the primary had written when it was last seen holds
-		// the newest data there is, and keeps serving reads.
-		st.lagKnown = false
-		st.primaryDown = s.lastPrimary != 0 && st.lsn >= s.lastPrimary
-		good = st.primaryDown
-	}
-	if good {
-		st.good, st.bad = st.good+1, 0
-		// A node good at its very first check has no history to distrust.
-		if st.good >= s.opts.AdmitAfter || st.checks == 1 {
-			st.admitted = true
-		}
+// publishPrimary stores the core's write target where writers read it
+// without a lock. Call with s.mu held.
+func (s *Set) publishPrimary() {
+	wasSplit := s.split.Load()
+	s.split.Store(s.core.split)
+	if s.core.primary < 0 {
+		s.primary.Store(nil)
 	} else {
-		st.good, st.bad = 0, st.bad+1
-		if st.bad >= s.opts.EjectAfter {
-			st.admitted = false
-		}
+		s.primary.Store(s.nodes[s.core.primary])
 	}
-	st.until = s.eligibleUntil(&st)
-	return st
+	if s.core.split && !wasSplit {
+		s.log.Error("split brain: several nodes report primary; writes refused")
+	}
 }
 
-// logChange logs what changed for a node, once, not every tick.
-func (s *Set) logChange(n *node, before, after *status) {
-	switch {
-	case before.role != after.role && after.role != RoleUnknown:
-		s.log.Info("node role", "node", n.addr, "role", after.role.String(), "was", before.role.String())
-	case before.reachable && !after.reachable:
-		s.log.Warn("node unreachable", "node", n.addr, "err", after.err)
-	case before.checks == 0 && !after.reachable:
-		// Never reachable: a wrong password or database shows here once,
-		// with the server's reason, rather than only in Stats.
-		s.log.Warn("node unreachable at its first check", "node", n.addr, "err", after.err)
-	case !before.reachable && after.reachable && before.checks > 0:
-		s.log.Info("node reachable again", "node", n.addr)
-	}
-	if after.role != RoleReplica || before.admitted == after.admitted {
-		return
-	}
-	if after.admitted {
-		s.log.Info("replica admitted", "node", n.addr, "lag", after.lag, "lag_bytes", after.lagBytes)
-	} else {
-		s.log.Warn("replica ejected", "node", n.addr, "reason", reason(after, s.opts, s.now()), "lag", after.lag, "lag_bytes", after.lagBytes)
+// report logs and traces the core's events, outside the lock.
+func (s *Set) report(events []NodeEvent) {
+	for _, e := range events {
+		i, _ := strconv.Atoi(e.Node)
+		e.Node, e.Shard = s.nodes[i].addr, s.name
+		switch e.Kind {
+		case NodeRole:
+			s.log.Info("node role", "node", e.Node, "role", e.Role.String(), "was", e.WasRole.String())
+		case NodeUnreachable:
+			// Logged once per change; a node never reachable (a wrong
+			// password or database) shows here at its first check, with
+			// the server's reason.
+			s.log.Warn("node unreachable", "node", e.Node, "err", e.Err)
+		case NodeReachable:
+			s.log.Info("node reachable again", "node", e.Node)
+		case NodeRefused:
+			s.log.Error("replica refused: it does not follow this shard's primary", "node", e.Node, "why", e.Err)
+		case NodeAdmitted:
+			s.log.Info("replica admitted", "node", e.Node, "lag", e.Lag, "lag_bytes", e.LagBytes)
+		case NodeEjected:
+			s.log.Warn("replica ejected", "node", e.Node, "reason", e.Reason, "lag", e.Lag, "lag_bytes", e.LagBytes, "err", e.Err)
+		}
+		s.trace.TraceNode(e)
 	}
 }

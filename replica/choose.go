@@ -5,64 +5,9 @@ import (
 	"time"
 )
 
-// reason says why a node may not serve a read now, or "" when it may. A
-// replica's data is at most lag old when checked and may have aged since, so
-// the lag bound is applied to lag plus the check's age: a replica whose
-// replay stops right after a good check drops out before it is too stale.
-func reason(st *status, o Options, now time.Time) string {
-	switch {
-	case st.role == RolePrimary:
-		return ReasonPrimary
-	case !st.reachable:
-		return ReasonUnreachable
-	case !st.admitted:
-		if st.bad == 0 {
-			return ReasonRecovering
-		}
-		if r := lagReason(st, o, 0); r != "" {
-			return r
-		}
-		return ReasonEjected
-	}
-	age := now.Sub(st.checked)
-	if age > 3*o.CheckInterval {
-		return ReasonStaleCheck
-	}
-	if st.primaryDown {
-		return ReasonEligible
-	}
-	return lagReason(st, o, age)
-}
-
-// eligibleUntil is the last instant at which st allows a replica read: the
-// check goes stale after three intervals, and the data ages past MaxLag
-// after MaxLag - lag. It lets pick decide with one comparison.
-func (s *Set) eligibleUntil(st *status) time.Duration {
-	if reason(st, s.opts, st.checked) != ReasonEligible {
-		return 0
-	}
-	d := 3 * s.opts.CheckInterval
-	if !st.primaryDown {
-		d = min(d, s.opts.MaxLag-st.lag)
-	}
-	return st.checked.Sub(s.base) + d
-}
-
 // clock returns the set's monotonic clock: cheaper than time.Now, which
 // also reads the wall clock.
 func (s *Set) clock() time.Duration { return time.Since(s.base) }
-
-func lagReason(st *status, o Options, age time.Duration) string {
-	switch {
-	case !st.lagKnown:
-		return ReasonLagUnknown
-	case !st.streaming:
-		return ReasonDisconnected
-	case st.lag+age > o.MaxLag || st.lagBytes > o.MaxLagBytes:
-		return ReasonLagging
-	}
-	return ReasonEligible
-}
 
 // maxCandidates is how many replicas pick considers without allocating.
 const maxCandidates = 16
@@ -143,25 +88,4 @@ func index(ns []*node, n *node) int {
 		}
 	}
 	return 0
-}
-
-// setPrimary records which node takes writes after a tick.
-func (s *Set) setPrimary(primaries []int) {
-	switch len(primaries) {
-	case 1:
-		s.primary.Store(s.nodes[primaries[0]])
-		s.split.Store(false)
-	case 0:
-		s.primary.Store(nil)
-		s.split.Store(false)
-	default:
-		s.primary.Store(nil)
-		if !s.split.Swap(true) {
-			addrs := make([]string, len(primaries))
-			for i, p := range primaries {
-				addrs[i] = s.nodes[p].addr
-			}
-			s.log.Error("split brain: several nodes report primary; writes refused", "nodes", addrs)
-		}
-	}
 }

@@ -36,7 +36,7 @@ func (s *Set) ReadConn(ctx context.Context, o ReadOptions) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.fallback {
+	if t.fallback != "" {
 		t.n.fallbacks.Add(1)
 	}
 	t.n.reads.Add(1)
@@ -50,17 +50,20 @@ func (c *Conn) Served() Served { return c.served }
 func (c *Conn) Wrote() { c.t.n.writes.Add(1) }
 
 // Failed returns err, met on the connection, as the set reports errors:
-// named with the set, a connection-level failure of the primary as
-// ErrNoPrimary. A node that dropped the connection leaves rotation.
+// named with the set; on the primary, a connection lost after something
+// was sent as ErrOutcomeUnknown (the caller's COMMIT may have run), one
+// refused as ErrNoPrimary. A replica that dropped the connection leaves
+// rotation until a check admits it again.
 func (c *Conn) Failed(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if c.write {
-		return c.set.writeFailed(ctx, c.t.n, err)
+		err, _ := c.set.writeFailed(ctx, c.t.n, err, true)
+		return err
 	}
-	if connLevel(ctx, err) {
-		c.set.nodeFailed(c.t.n, err)
+	if cls := classify(ctx, err); cls.retryable() {
+		c.set.nodeFailed(c.t.n, cls, err)
 	}
 	return setError(c.set.name, err)
 }

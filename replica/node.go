@@ -1,9 +1,8 @@
 package replica
 
 import (
-	"sync"
+	"context"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,37 +33,17 @@ func (r Role) String() string {
 
 // Why a replica is not eligible, as one word each (NodeStats.Reason).
 const (
-	ReasonEligible     = ""
-	ReasonUnreachable  = "unreachable"
-	ReasonStaleCheck   = "stale-check"
-	ReasonLagging      = "lagging"
-	ReasonEjected      = "ejected"
-	ReasonRecovering   = "recovering"   // not yet admitted: too few good checks in a row
-	ReasonDisconnected = "disconnected" // its WAL receiver is not streaming
-	ReasonLagUnknown   = "lag-unknown"  // no primary position to measure against
-	ReasonPrimary      = "primary"      // the node is a primary, not a replica
+	ReasonEligible    = ""
+	ReasonUnreachable = "unreachable"
+	ReasonStaleCheck  = "stale-check"
+	ReasonLagging     = "lagging"
+	ReasonEjected     = "ejected"
+	ReasonRecovering  = "recovering"  // not yet admitted: too few good checks in a row
+	ReasonLagUnknown  = "lag-unknown" // its replay position is older than every primary position held
+	ReasonPrimary     = "primary"     // the node is a primary, not a replica
+	ReasonForeign     = "foreign"     // it does not follow this shard's primary (Error says what it follows)
+	ReasonUnproven    = "unproven"    // no primary seen yet to prove it follows
 )
-
-// status is what the checker knows of a node. It is immutable once
-// published; readers load it without locks.
-type status struct {
-	checked   time.Time // when the last check finished, successful or not
-	reachable bool
-	role      Role
-	lsn       LSN  // replay LSN of a replica, WAL write position of a primary
-	streaming bool // a replica's WAL receiver is streaming
-	err       string
-
-	lagKnown    bool
-	lag         time.Duration // at checked
-	lagBytes    int64
-	primaryDown bool // lag measured against the last position seen before the primary went away
-
-	checks    int           // checks done
-	until     time.Duration // eligible for replica reads until this instant of the set's clock; 0 if not
-	admitted  bool          // in rotation (hysteresis)
-	good, bad int           // consecutive good and bad checks
-}
 
 // node is one server of the set with its pool and counters.
 type node struct {
@@ -72,9 +51,11 @@ type node struct {
 	weight int
 	pool   *pgxpool.Pool
 	check  *pgx.ConnConfig
+	// beforeConnect is the pool's BeforeConnect, applied to the checker's
+	// connections too.
+	beforeConnect func(context.Context, *pgx.ConnConfig) error
 
-	st          atomic.Pointer[status]
-	mu          sync.Mutex // serialises writers of st
+	st          atomic.Pointer[status] // written only under the set's core lock
 	outstanding atomic.Int64
 	reads       atomic.Uint64
 	writes      atomic.Uint64
@@ -84,35 +65,14 @@ type node struct {
 	// The checker's own connection and its background dial; touched only
 	// by the checker goroutine.
 	conn    *pgx.Conn
+	fresh   bool // conn has not answered a check yet
 	dialing chan dialed
 }
 
 // dialed is the outcome of a background dial: a connection or why not.
 type dialed struct {
 	conn *pgx.Conn
-	err  string
+	err  error
 }
 
 func (n *node) status() *status { return n.st.Load() }
-
-// update replaces the node's status under its lock.
-func (n *node) update(f func(s status) status) (before, after *status) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	before = n.st.Load()
-	s := f(*before)
-	n.st.Store(&s)
-	return before, &s
-}
-
-// eject marks the node unreachable and out of rotation at once, after a
-// connection failure seen by a query rather than by the checker.
-func (n *node) eject(now time.Time, cause string) (wasAdmitted bool) {
-	before, _ := n.update(func(s status) status {
-		s.admitted, s.good, s.reachable, s.err = false, 0, false, cause
-		s.until = 0
-		s.checked = now
-		return s
-	})
-	return before.admitted
-}

@@ -33,11 +33,12 @@ func (f Fallback) String() string {
 // Options tune a Set. The zero value is ready to use: every zero field takes
 // the default its comment gives.
 type Options struct {
-	// CheckInterval is how often every node is checked. Default 250 ms.
+	// CheckInterval is how often every node is checked. Default 250 ms;
+	// at least 10 ms.
 	CheckInterval time.Duration
-	// CheckTimeout bounds one check of one node; a check that times out
-	// counts as failed, except a primary's first in a row, which keeps its
-	// role until the next check. Default: CheckInterval.
+	// CheckTimeout bounds one check of one node. A timed-out check on an
+	// established session is no evidence against the node: the next one
+	// runs on a fresh connection. Default: CheckInterval.
 	CheckTimeout time.Duration
 	// MaxLag is the oldest data a replica may serve, in time. Default 1 s.
 	MaxLag time.Duration
@@ -63,15 +64,26 @@ type Options struct {
 	// ConnectTimeout bounds connecting to a node, and so how long a write
 	// takes to fail when the primary is down. Default 2 s.
 	ConnectTimeout time.Duration
+	// AttemptTimeout is how long a read waits for a node's answer before it
+	// looks again: if the node has answered no check since the read was
+	// sent (it is frozen, or cut off), the read is abandoned there and sent
+	// to another eligible node or the primary; if it has, the read is
+	// merely slow and keeps waiting. Default 4 x CheckInterval.
+	AttemptTimeout time.Duration
 	// ConfigurePool, if set, is called with each node's pool configuration
 	// before the pool is created: set MaxConns, tracers and the like there.
-	ConfigurePool func(*pgxpool.Config)
+	// What it sets that concerns connecting (TLS, BeforeConnect, the
+	// tracer) applies to the checker's connections and to Connect too.
+	ConfigurePool func(PoolInfo, *pgxpool.Config)
 	// Tracer, if set, receives every read attempt, write outcome and node
 	// health change. Nil traces nothing.
 	Tracer Tracer
 	// Logger receives role changes and ejections, once each. Nil is silent.
 	Logger *slog.Logger
 }
+
+// minCheckInterval keeps the checker from turning into a busy loop.
+const minCheckInterval = 10 * time.Millisecond
 
 func (o Options) withDefaults() (Options, error) {
 	def := func(d *time.Duration, name string, v time.Duration) error {
@@ -84,6 +96,12 @@ func (o Options) withDefaults() (Options, error) {
 		return nil
 	}
 	if err := def(&o.CheckInterval, "CheckInterval", 250*time.Millisecond); err != nil {
+		return o, err
+	}
+	if o.CheckInterval < minCheckInterval {
+		return o, fmt.Errorf("%w: CheckInterval %s is below the minimum of %s", ErrInvalidConfig, o.CheckInterval, minCheckInterval)
+	}
+	if err := def(&o.AttemptTimeout, "AttemptTimeout", 4*o.CheckInterval); err != nil {
 		return o, err
 	}
 	if err := def(&o.CheckTimeout, "CheckTimeout", o.CheckInterval); err != nil {

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"syscall"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -42,6 +39,15 @@ type Served struct {
 	LSN  LSN // with Observe: an upper bound of what the read saw; else 0
 }
 
+// MaxAttempts is the most sends one read makes: the first, and one retry
+// on another node when the first failed at the connection level or did not
+// answer in time before returning a row.
+const MaxAttempts = 2
+
+// errNoAnswer cancels a read attempt whose node answered neither the read
+// nor any check within Options.AttemptTimeout.
+var errNoAnswer = errors.New("node did not answer in time")
+
 // observeSQL reports a position that is at least every change the
 // preceding statement of the same batch could see.
 const observeSQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text`
@@ -49,7 +55,7 @@ const observeSQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_repla
 // probeSQL asks a replica how far it has replayed. A node promoted since
 // its last check answers with its own position: it has everything it ever
 // replayed, and everything written on it since.
-const probeSQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text`
+const probeSQL = observeSQL
 
 // Query runs a read on an eligible replica (or as Options.Fallback says).
 func (s *Set) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
@@ -71,8 +77,7 @@ func (s *Set) ReadRow(ctx context.Context, o ReadOptions, sql string, args ...an
 	return &Row{rows: rows, err: err}
 }
 
-// Read runs a read where o allows. A read that fails at the connection
-// level before returning anything is retried once on another node.
+// Read runs a read where o allows. It makes at most MaxAttempts sends.
 func (s *Set) Read(ctx context.Context, o ReadOptions, sql string, args ...any) (*Rows, error) {
 	r := &Rows{set: s, ctx: ctx, opts: o, sql: sql, args: args}
 	if err := r.start(nil); err != nil {
@@ -85,11 +90,17 @@ func (s *Set) Read(ctx context.Context, o ReadOptions, sql string, args ...any) 
 type target struct {
 	n        *node
 	conn     *pgxpool.Conn
-	fallback bool
+	fallback string        // why a replica read went to the primary, "" if it did not
+	lag      time.Duration // the bound on a replica's lag when chosen
 }
 
-// route chooses the node for a read and acquires a connection on it. It
-// skips avoid, a node that has just failed.
+// route chooses the node for a read and acquires a connection on it: the
+// read plan. In order: the primary if asked for; an eligible replica that
+// has MinLSN (two random choices, fewer outstanding queries per weight);
+// one that is eligible but behind MinLSN, probed and waited for up to
+// MaxWait; then the primary as Options.Fallback allows. It skips avoid, a
+// node that has just failed. A replica whose connection cannot be
+// acquired is skipped; that is not a send of the read.
 func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, error) {
 	if s.closed.Load() {
 		return target{}, setError(s.name, ErrClosed)
@@ -99,24 +110,36 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		if err != nil {
 			return target{}, err
 		}
-		return s.acquire(ctx, p, false)
+		return s.acquire(ctx, p, "")
 	}
-	for range 2 {
-		chosen, behind := s.pick(s.clock(), o.MinLSN, avoid)
+	why := FallbackNoneEligible
+	if avoid != nil {
+		why = FallbackRetry
+	}
+	for range len(s.nodes) {
+		now := s.clock()
+		chosen, behind := s.pick(now, o.MinLSN, avoid)
 		if chosen != nil {
-			t, err := s.acquire(ctx, chosen, false)
-			if err == nil || !connLevel(ctx, err) {
-				return t, err
+			t, err := s.acquire(ctx, chosen, "")
+			if err == nil {
+				t.lag = chosen.status().lag(now)
+				return t, nil
 			}
-			avoid = chosen
+			if !classify(ctx, err).retryable() {
+				return target{}, err
+			}
+			avoid, why = chosen, FallbackRetry
 			continue
 		}
 		if behind != nil {
 			t, ok, err := s.probe(ctx, behind, o.MinLSN)
-			if ok || (err != nil && !connLevel(ctx, err)) {
-				return t, err
+			if ok {
+				return t, nil
 			}
-			avoid = behind
+			if err != nil && !classify(ctx, err).retryable() {
+				return target{}, err
+			}
+			avoid, why = behind, FallbackBehind
 			if err == nil {
 				break // caught up nowhere: go to the primary
 			}
@@ -124,59 +147,56 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		}
 		break
 	}
-	if o.MinLSN > 0 {
-		if t, ok := s.lastResort(ctx, o.MinLSN, avoid); ok {
-			return t, nil
-		}
-	}
-	return s.fallbackTarget(ctx)
+	return s.fallbackTarget(ctx, why)
 }
 
-// lastResort serves a read-your-writes read while no node takes writes:
-// the primary is gone, so no newer write can exist than what the replicas
-// received, and a replica that has replayed min holds the session's
-// writes. It probes the reachable replica furthest ahead, waiting for it
-// to replay min, even if it is out of rotation (a replica that was behind
-// when the primary went away is, until it catches up).
-func (s *Set) lastResort(ctx context.Context, min LSN, avoid *node) (target, bool) {
-	if _, err := s.writer(); err == nil {
-		return target{}, false
+// fallbackTarget sends a read that found no replica to the primary, if
+// Options.Fallback and its rate cap allow, or says why not.
+func (s *Set) fallbackTarget(ctx context.Context, why string) (target, error) {
+	if err := ctx.Err(); err != nil {
+		return target{}, setError(s.name, err)
 	}
-	var best *node
-	for _, n := range s.nodes {
-		st := n.status()
-		if n == avoid || st.role != RoleReplica || !st.reachable {
-			continue
-		}
-		if best == nil || st.lsn > best.status().lsn {
-			best = n
-		}
-	}
-	if best == nil {
-		return target{}, false
-	}
-	t, ok, err := s.probe(ctx, best, min)
-	if err != nil || !ok {
-		return target{}, false
-	}
-	return t, true
-}
-
-func (s *Set) fallbackTarget(ctx context.Context) (target, error) {
 	if s.opts.Fallback == FallbackError {
 		s.rejected.Add(1)
-		return target{}, setError(s.name, ErrNoReplica)
+		return target{}, setError(s.name, fmt.Errorf("%w (%s)", ErrNoReplica, s.whyNoReplica()))
 	}
 	p, err := s.writer()
 	if err != nil {
 		s.rejected.Add(1)
-		return target{}, setError(s.name, fmt.Errorf("%w, and %w", ErrNoReplica, errors.Unwrap(err)))
+		return target{}, setError(s.name, fmt.Errorf("%w (%s), and %w", ErrNoReplica, s.whyNoReplica(), errors.Unwrap(err)))
 	}
 	if !s.fallback.allow() {
 		s.rejected.Add(1)
 		return target{}, setError(s.name, fmt.Errorf("%w: primary fallback above %g reads/s", ErrNoReplica, s.opts.MaxFallbackRate))
 	}
-	return s.acquire(ctx, p, true)
+	return s.acquire(ctx, p, why)
+}
+
+// whyNoReplica says, for an error, why each replica may not serve.
+func (s *Set) whyNoReplica() string {
+	now := s.clock()
+	var b strings.Builder
+	for _, n := range s.nodes {
+		st := n.status()
+		if st.role == RolePrimary {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		why := s.core.reasonLocked(&s.mu, st, now)
+		fmt.Fprintf(&b, "%s %s", n.addr, why)
+		switch {
+		case why == ReasonLagging:
+			fmt.Fprintf(&b, " %s behind (bound %s)", st.lag(now).Round(time.Millisecond), s.opts.MaxLag)
+		case st.err != "":
+			fmt.Fprintf(&b, ": %s", st.err)
+		}
+	}
+	if b.Len() == 0 {
+		return "no replicas"
+	}
+	return b.String()
 }
 
 // probe asks a replica whose last known position is older than min where
@@ -186,9 +206,10 @@ func (s *Set) fallbackTarget(ctx context.Context) (target, error) {
 //
 // With no primary to fall back to, it waits up to ConnectTimeout instead:
 // a replica that has received a write but not replayed it yet usually gets
-// there within milliseconds, and waiting beats failing the read.
+// there within milliseconds, and waiting beats failing the read. It stops
+// waiting when a primary is back.
 func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, err error) {
-	t, err = s.acquire(ctx, n, false)
+	t, err = s.acquire(ctx, n, "")
 	if err != nil {
 		return t, false, err
 	}
@@ -198,29 +219,30 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 	if noPrimary {
 		wait = max(wait, s.opts.ConnectTimeout)
 	}
-	deadline := s.now().Add(wait)
+	deadline := time.Now().Add(wait)
 	for {
 		var text string
-		if err := t.conn.QueryRow(ctx, probeSQL).Scan(&text); err != nil {
+		actx, w := s.watch(ctx, n)
+		err := t.conn.QueryRow(actx, probeSQL).Scan(&text)
+		w.stop()
+		if err != nil {
 			t.release()
-			if connLevel(ctx, err) {
-				s.nodeFailed(n, err)
+			if cls := classify(ctx, err); cls.retryable() {
+				s.nodeFailed(n, cls, err)
 			}
-			return target{}, false, err
+			return target{}, false, setError(s.name, fmt.Errorf("node %s: %w", n.addr, err))
 		}
 		at, err := ParseLSN(text)
 		if err != nil {
 			t.release()
 			return target{}, false, err
 		}
-		n.update(func(st status) status {
-			st.lsn = max(st.lsn, at)
-			return st
-		})
+		s.sawLSN(n, at)
 		if at >= min {
+			t.lag = n.status().lag(s.clock())
 			return t, true, nil
 		}
-		if !s.now().Before(deadline) {
+		if !time.Now().Before(deadline) {
 			t.release()
 			return target{}, false, nil
 		}
@@ -234,19 +256,30 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 		select {
 		case <-ctx.Done():
 			t.release()
-			return target{}, false, ctx.Err()
+			return target{}, false, setError(s.name, ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
 }
 
-func (s *Set) acquire(ctx context.Context, n *node, fallback bool) (target, error) {
+// sawLSN records a replica's position seen by a query.
+func (s *Set) sawLSN(n *node, at LSN) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := *n.status()
+	if at > st.lsn {
+		st.lsn = at
+		n.st.Store(&st)
+	}
+}
+
+func (s *Set) acquire(ctx context.Context, n *node, fallback string) (target, error) {
 	n.outstanding.Add(1)
 	conn, err := n.pool.Acquire(ctx)
 	if err != nil {
 		n.outstanding.Add(-1)
-		if connLevel(ctx, err) {
-			s.nodeFailed(n, err)
+		if cls := classify(ctx, err); cls.retryable() {
+			s.nodeFailed(n, cls, err)
 		}
 		return target{}, setError(s.name, fmt.Errorf("node %s: %w", n.addr, err))
 	}
@@ -258,62 +291,79 @@ func (t target) release() {
 	t.n.outstanding.Add(-1)
 }
 
-// nodeFailed records a connection failure seen by a query. A node that is
-// down (not merely slow) leaves rotation now rather than at the next check:
-// a replica is ejected; a primary is marked unreachable, so that the writes
-// behind this one fail fast and read-your-writes reads turn to the replicas
-// until the checker sees it again.
-func (s *Set) nodeFailed(n *node, err error) {
+// nodeFailed records a connection failure seen by a query and has the
+// checker look at every node now, on fresh connections where sessions
+// were lost. A replica leaves rotation until a check admits it again; a
+// primary keeps taking writes unless the failure was a refusal (see
+// core.queryFailed).
+func (s *Set) nodeFailed(n *node, cls errClass, err error) {
 	n.failures.Add(1)
-	if !nodeDown(err) {
-		return
+	s.mu.Lock()
+	before := *n.status()
+	after := s.core.queryFailed(before, cleanError(err), cls == errDown)
+	n.st.Store(&after)
+	s.mu.Unlock()
+	if before.admitted && !after.admitted {
+		s.report([]NodeEvent{{Node: s.indexOf(n), Kind: NodeEjected, Role: after.role, Reason: ReasonUnreachable, Err: after.err}})
 	}
-	replica := n.status().role == RoleReplica
-	if n.eject(s.now(), cleanError(err)) && replica {
-		s.log.Warn("replica ejected", "node", n.addr, "reason", ReasonUnreachable, "err", cleanError(err))
-	}
+	s.kickCheck()
 }
 
-// ConnError reports whether err is a failure to reach or talk to a node
-// (refused, reset, timed out, shutting down) rather than an error the
-// server returned for the statement. A read that failed so can be run
-// again: the set sends it to another node when it can.
-func ConnError(err error) bool { return connLevel(context.Background(), err) }
-
-// connLevel reports whether err is a failure to reach or talk to the
-// server, as opposed to an error the server returned or the caller's own
-// cancellation. Such a read is safe to retry elsewhere: replicas cannot
-// write, and nothing was returned to the caller yet.
-func connLevel(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() != nil {
-		return false
+func (s *Set) indexOf(n *node) string {
+	for i, m := range s.nodes {
+		if m == n {
+			return fmt.Sprint(i)
+		}
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// The server is shutting down or in crash recovery: a node problem.
-		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
-	}
-	return !errors.Is(err, pgx.ErrNoRows)
+	return "0"
 }
 
-// nodeDown reports whether err shows the server refusing connections,
-// shutting down, or dropping an established connection, as opposed to
-// being slow.
-func nodeDown(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
-	}
-	if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return false
-	}
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, net.ErrClosed)
+// watchdog abandons a read attempt on a node that has stopped answering:
+// at each AttemptTimeout it cancels the attempt unless the node has
+// answered a check since the attempt was sent (then the read is merely
+// slow, and it looks again after another AttemptTimeout).
+type watchdog struct {
+	mu        sync.Mutex
+	timer     *time.Timer
+	cancel    context.CancelCauseFunc
+	stopped   bool
+	firedFlag bool
 }
 
-// cleanError returns err's text. pgx never puts the password in its
-// errors; this is the one place to change if that ever differs.
-func cleanError(err error) string {
-	return err.Error()
+// watch returns the context for one attempt on n and its watchdog; stop
+// the watchdog when the attempt ends.
+func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
+	actx, cancel := context.WithCancelCause(ctx)
+	w := &watchdog{cancel: cancel}
+	since := s.clock()
+	w.timer = time.AfterFunc(s.attempt, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.stopped {
+			return
+		}
+		if good := n.status().lastGood; good > since {
+			since = good
+			w.timer.Reset(s.attempt)
+			return
+		}
+		w.firedFlag = true
+		w.cancel(errNoAnswer)
+	})
+	return actx, w
+}
+
+// fired reports whether the watchdog cancelled the attempt.
+func (w *watchdog) fired() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.firedFlag
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.timer.Stop()
+	w.mu.Unlock()
+	w.cancel(nil)
 }

@@ -2,16 +2,19 @@ package replica
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// Rows is the result of a read. It implements pgx.Rows, and retries the
-// read once on another node when the first fails at the connection level
-// before yielding a row. Like pgx.Rows it is not safe for concurrent use;
-// Close releases the connection.
+// Rows is the result of a read. It implements pgx.Rows. A read that fails
+// at the connection level, or whose node stops answering, before it yields
+// a row is sent once more to another node (MaxAttempts in all). Like
+// pgx.Rows it is not safe for concurrent use; Close releases the
+// connection.
 type Rows struct {
 	set   *Set
 	ctx   context.Context
@@ -21,6 +24,8 @@ type Rows struct {
 	tries int
 
 	t       target
+	w       *watchdog
+	began   time.Time // of the current attempt, when tracing
 	inner   pgx.Rows
 	batch   pgx.BatchResults
 	yielded bool
@@ -30,37 +35,68 @@ type Rows struct {
 }
 
 // start routes the read and sends it, avoiding the node that just failed.
+// It is the read's one attempt loop, with Next's retry the only other way
+// in.
 func (r *Rows) start(avoid *node) error {
 	for {
-		r.tries++
+		if r.set.tracing {
+			r.began = time.Now()
+		}
 		t, err := r.set.route(r.ctx, r.opts, avoid)
 		if err != nil {
+			r.traceAttempt(target{}, err)
 			return err
 		}
+		r.tries++
 		r.t, r.served = t, Served{Node: t.n.addr, Role: t.n.status().role}
+		var actx context.Context
+		actx, r.w = r.set.watch(r.ctx, t.n)
 		if r.opts.Observe {
 			b := &pgx.Batch{}
 			b.Queue(r.sql, r.args...)
 			b.Queue(observeSQL)
-			r.batch = t.conn.SendBatch(r.ctx, b)
+			r.batch = t.conn.SendBatch(actx, b)
 			r.inner, err = r.batch.Query()
 		} else {
-			r.inner, err = t.conn.Query(r.ctx, r.sql, r.args...)
+			r.inner, err = t.conn.Query(actx, r.sql, r.args...)
 		}
 		if err == nil {
-			if t.fallback {
+			if t.fallback != "" {
 				t.n.fallbacks.Add(1)
 			}
 			t.n.reads.Add(1)
 			return nil
 		}
+		err = r.attemptError(err)
+		cls := classify(r.ctx, err)
 		r.finish()
-		if r.tries >= 2 || !connLevel(r.ctx, err) {
+		r.traceAttempt(t, err)
+		if r.tries >= MaxAttempts || !cls.retryable() {
 			return setError(r.set.name, err)
 		}
-		r.set.nodeFailed(t.n, err)
+		r.set.nodeFailed(t.n, cls, err)
 		avoid = t.n
 	}
+}
+
+// attemptError names the watchdog's cancellation for what it was.
+func (r *Rows) attemptError(err error) error {
+	if err != nil && r.ctx.Err() == nil && r.w != nil && r.w.fired() {
+		return fmt.Errorf("node %s: %w (%s): %w", r.t.n.addr, errNoAnswer, r.set.attempt, err)
+	}
+	return err
+}
+
+// traceAttempt reports one attempt to the tracer.
+func (r *Rows) traceAttempt(t target, err error) {
+	if !r.set.tracing {
+		return
+	}
+	e := ReadEvent{Shard: r.set.name, Attempt: max(r.tries, 1), MinLSN: r.opts.MinLSN, Err: err, Duration: time.Since(r.began)}
+	if t.n != nil {
+		e.Node, e.Role, e.Fallback, e.Lag = t.n.addr, r.served.Role, t.fallback, t.lag
+	}
+	r.set.trace.TraceRead(r.ctx, e)
 }
 
 // finish closes what the current attempt holds.
@@ -68,7 +104,7 @@ func (r *Rows) finish() {
 	if r.inner != nil {
 		r.inner.Close()
 		if err := r.inner.Err(); err != nil && r.err == nil {
-			r.err = err
+			r.err = r.attemptError(err)
 		}
 	}
 	if r.batch != nil {
@@ -81,9 +117,12 @@ func (r *Rows) finish() {
 		r.batch.Close()
 		r.batch = nil
 	}
+	if r.w != nil {
+		r.w.stop()
+	}
 	if r.t.conn != nil {
 		r.t.release()
-		r.t = target{}
+		r.t.conn = nil
 	}
 	r.inner = nil
 }
@@ -97,14 +136,16 @@ func (r *Rows) Next() bool {
 		r.yielded = true
 		return true
 	}
-	err := r.inner.Err()
-	if err != nil && !r.yielded && r.tries < 2 && connLevel(r.ctx, err) {
-		failed := r.t.n
+	err := r.attemptError(r.inner.Err())
+	if cls := classify(r.ctx, err); err != nil && !r.yielded && r.tries < MaxAttempts && cls.retryable() {
+		failed := r.t
 		r.inner.Close()
 		r.inner = nil
 		r.finish()
-		r.set.nodeFailed(failed, err)
-		if serr := r.start(failed); serr != nil {
+		r.traceAttempt(failed, err)
+		r.t = target{}
+		r.set.nodeFailed(failed.n, cls, err)
+		if serr := r.start(failed.n); serr != nil {
 			r.err = serr
 			r.Close()
 			return false
@@ -122,7 +163,10 @@ func (r *Rows) Close() {
 	}
 	r.closed = true
 	if r.inner != nil {
+		t := r.t
 		r.finish()
+		r.traceAttempt(t, r.err)
+		r.t = target{}
 	}
 	if r.opts.Done != nil {
 		r.opts.Done(r.served)
@@ -197,7 +241,7 @@ func (r *Row) Scan(dest ...any) error {
 	}
 	rows.Close()
 	err := rows.Err()
-	if err != nil && connLevel(rows.ctx, err) {
+	if classify(rows.ctx, err).retryable() {
 		// The row arrived whole; only the end of the result was lost with
 		// the connection (a node that crashed just then). QueryRow wants
 		// nothing more, so the read stands.

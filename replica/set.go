@@ -37,13 +37,14 @@ type Config struct {
 // within bounds. It is safe for concurrent use; Close stops its background
 // checker and closes its pools.
 type Set struct {
-	name  string
-	opts  Options
-	nodes []*node
-	now   func() time.Time
-	base  time.Time // origin of clock()
-	log   *slog.Logger
-	trace Tracer
+	name    string
+	opts    Options
+	nodes   []*node
+	now     func() time.Time
+	base    time.Time // origin of clock()
+	log     *slog.Logger
+	trace   Tracer
+	tracing bool // trace is the caller's, not noTracer
 
 	primary   atomic.Pointer[node] // nil when no node or several report primary
 	split     atomic.Bool
@@ -52,11 +53,14 @@ type Set struct {
 	closed    atomic.Bool
 	cancel    context.CancelFunc
 	done      chan struct{}
+	kick      chan struct{}
 	closeOnce sync.Once
 
-	// Checker-only state.
-	hist        *history
-	lastPrimary LSN // the primary's position at the last check that reached it
+	dialTimeout time.Duration // of the checker's connections
+	attempt     time.Duration // how long a read waits for an answer before trying elsewhere
+
+	mu   sync.Mutex // serialises the core and the publication of its decisions
+	core *core
 }
 
 // New connects to every node of cfg, checks them once, and starts the
@@ -87,12 +91,17 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		log:      opts.Logger,
 		fallback: newBucket(opts.MaxFallbackRate, time.Now),
 		done:     make(chan struct{}),
-		hist:     newHistory(historySize(opts)),
+		kick:     make(chan struct{}, 1),
+		core:     newCore(opts, 1+len(cfg.Replicas)),
+		// A check's own connection gets less time than a pool's: a node
+		// that takes a second to accept a session is not one to read from.
+		dialTimeout: min(opts.ConnectTimeout, max(4*opts.CheckInterval, opts.CheckTimeout)),
+		attempt:     opts.AttemptTimeout,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.trace = opts.Tracer
+	s.trace, s.tracing = opts.Tracer, opts.Tracer != nil
 	if s.trace == nil {
 		s.trace = noTracer{}
 	}
@@ -103,7 +112,11 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		if i > 0 && i-1 < len(cfg.Weights) && cfg.Weights[i-1] > 0 {
 			weight = cfg.Weights[i-1]
 		}
-		n, err := s.newNode(dsn, weight)
+		info := PoolInfo{Shard: cfg.Name, Index: i, Configured: RolePrimary}
+		if i > 0 {
+			info.Configured = RoleReplica
+		}
+		n, err := s.newNode(dsn, weight, info)
 		if err != nil {
 			s.closePools()
 			what := "Primary"
@@ -115,39 +128,59 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		s.nodes = append(s.nodes, n)
 	}
 
-	s.checkAll(ctx, true)
-	s.awaitPrimary(ctx)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	s.firstChecks(ctx, bg)
 	go s.run(bg)
 	return s, nil
 }
 
-// awaitPrimary checks again, each interval, while no node reports primary,
-// for up to ConnectTimeout or until ctx ends: on a loaded machine the
-// first check can time out, and a set should not start blind to a primary
-// that is merely slow to answer. A primary that is really down is left to
-// the background checker.
-func (s *Set) awaitPrimary(ctx context.Context) {
+// firstChecks checks every node before New returns, waiting for the
+// checker's dials (within the dial timeout), and checks again each
+// interval while no node reports primary, for up to ConnectTimeout or
+// until ctx ends: on a loaded machine the first check can time out, and a
+// set should not start blind to a primary that is merely slow to answer.
+// A primary that is really down is left to the background checker.
+func (s *Set) firstChecks(ctx, bg context.Context) {
 	deadline := time.Now().Add(s.opts.ConnectTimeout)
-	for s.primary.Load() == nil && !s.split.Load() && time.Now().Before(deadline) {
+	for {
+		for _, n := range s.nodes {
+			if n.conn == nil {
+				s.dial(bg, n)
+			}
+		}
+		for _, n := range s.nodes {
+			if n.dialing == nil {
+				continue
+			}
+			select {
+			case d := <-n.dialing:
+				n.dialing <- d // checkNode takes it
+			case <-ctx.Done():
+				return
+			}
+		}
+		s.checkAll(bg)
+		if s.primary.Load() != nil || s.split.Load() || !time.Now().Before(deadline) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(s.opts.CheckInterval):
 		}
-		s.checkAll(ctx, true)
 	}
 }
 
-func historySize(o Options) int {
-	// Cover a few times MaxLag so a replica well past the bound still
-	// gets a lag figure rather than "at least".
-	n := int(4*o.MaxLag/o.CheckInterval) + 2
-	return min(max(n, 8), 4096)
+// PoolInfo tells Options.ConfigurePool which pool it configures.
+type PoolInfo struct {
+	Shard      string // the set's name
+	Node       string // host:port/database
+	Index      int    // 0 for Config.Primary, i for Config.Replicas[i-1]
+	Configured Role   // RolePrimary for Config.Primary, else RoleReplica; the node's actual role is detected
 }
 
-func (s *Set) newNode(dsn string, weight int) (*node, error) {
+func (s *Set) newNode(dsn string, weight int, info PoolInfo) (*node, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, errors.New(redact(err.Error(), dsn))
@@ -155,21 +188,24 @@ func (s *Set) newNode(dsn string, weight int) (*node, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 || pc.ConnConfig.ConnectTimeout > s.opts.ConnectTimeout {
 		pc.ConnConfig.ConnectTimeout = s.opts.ConnectTimeout
 	}
-	check := pc.ConnConfig.Copy()
-	check.Tracer = nil
-	check.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	info.Node = address(pc.ConnConfig)
 	if s.opts.ConfigurePool != nil {
-		s.opts.ConfigurePool(pc)
+		s.opts.ConfigurePool(info, pc)
 	}
+	// The checker's connections, and those Connect makes, connect as the
+	// pool's do (TLS, BeforeConnect, tracer), but run only simple queries.
+	check := pc.ConnConfig.Copy()
+	check.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, errors.New(redact(err.Error(), dsn))
 	}
 	n := &node{
-		addr:   address(pc.ConnConfig),
-		weight: weight,
-		pool:   pool,
-		check:  check,
+		addr:          info.Node,
+		weight:        weight,
+		pool:          pool,
+		check:         check,
+		beforeConnect: pc.BeforeConnect,
 	}
 	n.st.Store(&status{})
 	return n, nil
@@ -192,6 +228,29 @@ func (s *Set) PrimaryIndex() int {
 		}
 	}
 	return -1
+}
+
+// Connect opens a connection of its own to the node that takes writes now,
+// configured as its pool's connections are (Options.ConfigurePool's TLS,
+// BeforeConnect and tracer included), for work a pool cannot do, such as
+// LISTEN. The caller closes it.
+func (s *Set) Connect(ctx context.Context) (*pgx.Conn, error) {
+	p, err := s.writer()
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.check.Copy()
+	cfg.DefaultQueryExecMode = p.pool.Config().ConnConfig.DefaultQueryExecMode
+	if p.beforeConnect != nil {
+		if err := p.beforeConnect(ctx, cfg); err != nil {
+			return nil, setError(s.name, fmt.Errorf("node %s: %w", p.addr, err))
+		}
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, setError(s.name, fmt.Errorf("node %s: %w", p.addr, err))
+	}
+	return c, nil
 }
 
 // Name returns the set's name.

@@ -10,9 +10,10 @@ type NodeStats struct {
 	Reason      string        // why not, as one word (Reason* constants); "" when eligible
 	LSN         LSN           // replay position (replica) or WAL write position (primary)
 	LagBytes    int64         // how far replay trails the primary's position
-	Lag         time.Duration // how old the replica's data was at its last check
-	LagKnown    bool          // false when no primary position was available to measure against
-	PrimaryDown bool          // serving with the primary away, having replayed all it wrote
+	Lag         time.Duration // bound on how old the replica's data is now (grows while no fresh primary position arrives)
+	LagKnown    bool          // false when its position is older than every primary position held
+	Down        bool          // evidence that the node is down; a primary that is down refuses writes
+	SystemID    uint64        // the database system the node belongs to (0 until known)
 	LastCheck   time.Time     // when the node was last checked
 	Error       string        // the last check's error, if it failed
 	Outstanding int64         // queries in flight
@@ -33,7 +34,7 @@ type Stats struct {
 	Name          string
 	Primary       string // address of the write target, "" when none
 	SplitBrain    bool   // several nodes report primary; writes are refused
-	PrimaryDown   bool   // no node reports primary
+	PrimaryDown   bool   // no node takes writes: none reports primary, or it is down
 	RejectedReads uint64 // reads refused with ErrNoReplica
 	Nodes         []NodeStats
 }
@@ -41,16 +42,31 @@ type Stats struct {
 // Stats returns a snapshot of every node. It is cheap enough to call on
 // every scrape of a metrics endpoint.
 func (s *Set) Stats() Stats {
-	now := s.now()
+	now := s.clock()
 	st := Stats{Name: s.name, SplitBrain: s.split.Load(), RejectedReads: s.rejected.Load()}
 	if p := s.primary.Load(); p != nil {
 		st.Primary = p.addr
+		st.PrimaryDown = p.status().down
 	} else {
 		st.PrimaryDown = !st.SplitBrain
 	}
 	for _, n := range s.nodes {
 		ns := n.status()
-		why := reason(ns, s.opts, now)
+		s.mu.Lock()
+		why := s.core.reason(ns, now)
+		s.mu.Unlock()
+		lag := time.Duration(0)
+		if ns.lagKnown && ns.role == RoleReplica {
+			lag = ns.lag(now)
+		}
+		errText := ns.err
+		if why == ReasonForeign || why == ReasonUnproven {
+			errText = ns.foreign
+		}
+		var last time.Time
+		if ns.checks > 0 {
+			last = s.base.Add(ns.checked)
+		}
 		ps := n.pool.Stat()
 		st.Nodes = append(st.Nodes, NodeStats{
 			Addr:        n.addr,
@@ -59,11 +75,12 @@ func (s *Set) Stats() Stats {
 			Reason:      why,
 			LSN:         ns.lsn,
 			LagBytes:    ns.lagBytes,
-			Lag:         ns.lag,
+			Lag:         lag,
 			LagKnown:    ns.lagKnown,
-			PrimaryDown: ns.primaryDown,
-			LastCheck:   ns.checked,
-			Error:       ns.err,
+			Down:        ns.down,
+			SystemID:    ns.sysid,
+			LastCheck:   last,
+			Error:       errText,
 			Outstanding: n.outstanding.Load(),
 			Reads:       n.reads.Load(),
 			Writes:      n.writes.Load(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,59 +36,111 @@ func (s *Set) writer() (*node, error) {
 	if p == nil {
 		return nil, setError(s.name, ErrNoPrimary)
 	}
-	if st := p.status(); !st.reachable {
-		return nil, setError(s.name, fmt.Errorf("%w: %s is unreachable: %s", ErrNoPrimary, p.addr, st.err))
+	if st := p.status(); st.down {
+		return nil, setError(s.name, fmt.Errorf("%w: %s is down: %s", ErrNoPrimary, p.addr, st.err))
 	}
 	return p, nil
 }
 
+// maxWriteSends is how many connections a write tries when each failed
+// before anything reached the server (a pooled connection that had died
+// while idle): the pool replaces dead connections, so the last try is on
+// a fresh one.
+const maxWriteSends = 3
+
 // writeConn acquires a connection on the primary, failing fast with
-// ErrNoPrimary when it cannot be reached.
+// ErrNoPrimary when there is none or it cannot be reached.
 func (s *Set) writeConn(ctx context.Context) (target, error) {
 	p, err := s.writer()
 	if err != nil {
 		return target{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	actx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
 	defer cancel()
-	t, err := s.acquire(ctx, p, false)
+	t, err := s.acquire(actx, p, "")
 	if err != nil {
+		if ctx.Err() != nil {
+			return target{}, setError(s.name, fmt.Errorf("node %s: %w", p.addr, ctx.Err()))
+		}
 		return target{}, setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, p.addr, errors.Unwrap(err)))
 	}
 	return t, nil
 }
 
-// writeFailed turns a connection-level failure of a write into
-// ErrNoPrimary. When the primary is down (not merely slow), it is marked
-// unreachable until its next good check, so that the writes behind this
-// one fail fast. Whether a write that was sent before its connection broke
-// committed is unknown; ErrNoPrimary says only that the primary is not
-// answering.
-func (s *Set) writeFailed(ctx context.Context, n *node, err error) error {
-	if !connLevel(ctx, err) {
-		return setError(s.name, err)
+// resend reports whether a write that failed with err may be sent again:
+// nothing reached the server, or the server answered that it terminated
+// the session (a pooled connection whose backend was terminated while
+// idle, or during the statement, which it then rolled back).
+func resend(ctx context.Context, err error, sends int) bool {
+	if err == nil || sends >= maxWriteSends || ctx.Err() != nil {
+		return false
 	}
-	s.nodeFailed(n, err)
-	return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err))
+	var pgErr *pgconn.PgError
+	return pgconn.SafeToRetry(err) || errors.As(err, &pgErr) && (pgErr.Code == "57P01" || pgErr.Code == "57P02")
 }
 
-// Exec runs a statement on the primary. It is retried once only when
-// nothing reached the server (pgconn.SafeToRetry).
-func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	for try := 0; ; try++ {
+// writeFailed says what a write's error means for its outcome. An error
+// from the server, or one that struck before anything was sent, means
+// nothing was committed. A connection lost, or a context
+// ended, after the commit (or an autocommit statement) may have reached
+// the server leaves the outcome unknown: ErrOutcomeUnknown.
+func (s *Set) writeFailed(ctx context.Context, n *node, err error, mayHaveCommitted bool) (error, WriteOutcome) {
+	cls := classify(ctx, err)
+	if cls.retryable() {
+		s.nodeFailed(n, cls, err)
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case cls == errStatement:
+		return setError(s.name, err), WriteFailed
+	case errors.As(err, &pgErr):
+		// The server answered with an error, so it aborted the
+		// statement's transaction: a backend terminated or shutting down
+		// does not commit on its way out.
+		return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err)), WriteFailed
+	case mayHaveCommitted && !pgconn.SafeToRetry(err):
+		return setError(s.name, fmt.Errorf("%w: node %s: %w", ErrOutcomeUnknown, n.addr, err)), WriteUnknown
+	case cls == errCanceled:
+		return setError(s.name, fmt.Errorf("node %s: %w", n.addr, err)), WriteFailed
+	}
+	return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err)), WriteFailed
+}
+
+// traceWrite reports a write's outcome to the tracer.
+func (s *Set) traceWrite(ctx context.Context, op string, n *node, began time.Time, sends int, lsn LSN, out WriteOutcome, err error) {
+	if !s.tracing {
+		return
+	}
+	e := WriteEvent{Shard: s.name, Op: op, Outcome: out, Attempts: sends, LSN: lsn, Duration: time.Since(began), Err: err}
+	if n != nil {
+		e.Node = n.addr
+	}
+	s.trace.TraceWrite(ctx, e)
+}
+
+// Exec runs a statement on the primary, outside any transaction of the
+// set's. It is sent again only when nothing reached the server
+// (pgconn.SafeToRetry), on another connection, up to three sends.
+func (s *Set) Exec(ctx context.Context, sql string, args ...any) (tag pgconn.CommandTag, err error) {
+	began := time.Now()
+	for sends := 1; ; sends++ {
 		t, err := s.writeConn(ctx)
 		if err != nil {
+			s.traceWrite(ctx, "exec", nil, began, sends, 0, WriteFailed, err)
 			return pgconn.CommandTag{}, err
 		}
-		tag, err := t.conn.Exec(ctx, sql, args...)
+		tag, err = t.conn.Exec(ctx, sql, args...)
 		t.release()
-		if err != nil && try == 0 && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		if resend(ctx, err, sends) {
 			continue
 		}
 		if err != nil {
-			return tag, s.writeFailed(ctx, t.n, err)
+			err, out := s.writeFailed(ctx, t.n, err, true)
+			s.traceWrite(ctx, "exec", t.n, began, sends, 0, out, err)
+			return tag, err
 		}
 		t.n.writes.Add(1)
+		s.traceWrite(ctx, "exec", t.n, began, sends, 0, WriteCommitted, nil)
 		return tag, nil
 	}
 }
@@ -102,14 +155,49 @@ func (s *Set) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 // block, such as VACUUM), and the position is read on the same connection
 // in a second round trip.
 func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, LSN, error) {
-	t, err := s.writeConn(ctx)
-	if err != nil {
-		return pgconn.CommandTag{}, 0, err
+	began := time.Now()
+	for sends := 1; ; sends++ {
+		t, err := s.writeConn(ctx)
+		if err != nil {
+			s.traceWrite(ctx, "exec-lsn", nil, began, sends, 0, WriteFailed, err)
+			return pgconn.CommandTag{}, 0, err
+		}
+		var (
+			tag pgconn.CommandTag
+			lsn LSN
+		)
+		if len(args) == 0 {
+			tag, lsn, err = execThenLSN(ctx, t, sql)
+		} else {
+			tag, lsn, err = batchLSN(ctx, t, sql, args)
+		}
+		t.release()
+		if errors.Is(err, errTxLeftOpen) {
+			s.traceWrite(ctx, "exec-lsn", t.n, began, sends, 0, WriteFailed, err)
+			return tag, 0, setError(s.name, err)
+		}
+		if !errors.Is(err, ErrCommitLSN) && resend(ctx, err, sends) {
+			continue
+		}
+		switch {
+		case err == nil:
+			t.n.writes.Add(1)
+			s.traceWrite(ctx, "exec-lsn", t.n, began, sends, lsn, WriteCommitted, nil)
+			return tag, lsn, nil
+		case errors.Is(err, ErrCommitLSN):
+			t.n.writes.Add(1)
+			s.traceWrite(ctx, "exec-lsn", t.n, began, sends, 0, WriteCommitted, err)
+			return tag, 0, setError(s.name, err)
+		}
+		err, out := s.writeFailed(ctx, t.n, err, true)
+		s.traceWrite(ctx, "exec-lsn", t.n, began, sends, 0, out, err)
+		return tag, 0, err
 	}
-	defer t.release()
-	if len(args) == 0 {
-		return s.execThenLSN(ctx, t, sql)
-	}
+}
+
+// batchLSN runs one statement with arguments between BEGIN and COMMIT and
+// reads the position after the commit, in one pipelined round trip.
+func batchLSN(ctx context.Context, t target, sql string, args []any) (pgconn.CommandTag, LSN, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sql, args...)
@@ -126,37 +214,33 @@ func (s *Set) ExecLSN(ctx context.Context, sql string, args ...any) (pgconn.Comm
 		// than hand the pool a connection in a failed transaction.
 		_, _ = t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 	}
-	switch {
-	case err == nil:
-		t.n.writes.Add(1)
-		return tag, lsn, nil
-	case errors.Is(err, ErrCommitLSN):
-		t.n.writes.Add(1)
-		return tag, 0, setError(s.name, err)
-	}
-	return tag, 0, s.writeFailed(ctx, t.n, err)
+	return tag, lsn, err
 }
 
-// execThenLSN is ExecLSN for SQL without arguments.
-func (s *Set) execThenLSN(ctx context.Context, t target, sql string) (pgconn.CommandTag, LSN, error) {
+// errTxLeftOpen is returned by ExecLSN for SQL that began a transaction
+// without ending it.
+var errTxLeftOpen = errors.New("the statement left a transaction open; it was rolled back")
+
+// execThenLSN is ExecLSN for SQL without arguments: Exec's simple protocol,
+// then the position on the same connection.
+func execThenLSN(ctx context.Context, t target, sql string) (pgconn.CommandTag, LSN, error) {
 	tag, err := t.conn.Exec(ctx, sql)
 	if err != nil {
-		return tag, 0, s.writeFailed(ctx, t.n, err)
+		return tag, 0, err
 	}
-	t.n.writes.Add(1)
 	if tx := t.conn.Conn().PgConn().TxStatus(); tx != 'I' {
 		// The SQL left a transaction open (a BEGIN without COMMIT): there is
 		// no commit to point at, and the pool must not get it back so.
 		_, _ = t.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		return tag, 0, setError(s.name, errors.New("the statement left a transaction open; it was rolled back"))
+		return tag, 0, errTxLeftOpen
 	}
 	var text string
 	if err := t.conn.QueryRow(ctx, lsnSQL).Scan(&text); err != nil {
-		return tag, 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+		return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
 	}
 	lsn, err := ParseLSN(text)
 	if err != nil {
-		return tag, 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+		return tag, 0, fmt.Errorf("%w: %w", ErrCommitLSN, err)
 	}
 	return tag, lsn, nil
 }
@@ -191,16 +275,23 @@ func readExecLSN(br pgx.BatchResults) (pgconn.CommandTag, LSN, error) {
 // Tx runs fn in a transaction on the primary: it commits when fn returns
 // nil and rolls back otherwise. It returns the WAL position after the
 // commit, read in the same round trip as the COMMIT. A Tx is never retried:
-// fn may have had effects the library cannot see.
-func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (LSN, error) {
+// fn may have had effects the library cannot see. When the COMMIT was sent
+// but its answer lost, the error wraps ErrOutcomeUnknown.
+func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (lsn LSN, err error) {
+	began := time.Now()
+	var n *node
+	out := WriteFailed
+	defer func() { s.traceWrite(ctx, "tx", n, began, 1, lsn, out, err) }()
 	t, err := s.writeConn(ctx)
 	if err != nil {
 		return 0, err
 	}
+	n = t.n
 	defer t.release()
 	tx, err := t.conn.BeginTx(ctx, opts)
 	if err != nil {
-		return 0, s.writeFailed(ctx, t.n, err)
+		err, out = s.writeFailed(ctx, t.n, err, false)
+		return 0, err
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -213,25 +304,28 @@ func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error)
 		return 0, err
 	}
 	results, err := t.conn.Conn().PgConn().Exec(ctx, commitLSNSQL).ReadAll()
-	if err != nil {
-		if len(results) == 2 {
-			return 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+	if len(results) == 0 || results[0].Err != nil {
+		// COMMIT failed, or its answer was lost.
+		if len(results) > 0 {
+			err = results[0].Err
 		}
-		return 0, s.writeFailed(ctx, t.n, err)
-	}
-	if len(results) != 2 {
-		return 0, setError(s.name, fmt.Errorf("commit returned %d results, want 2", len(results)))
+		err, out = s.writeFailed(ctx, t.n, err, true)
+		return 0, err
 	}
 	if results[0].CommandTag.String() != "COMMIT" {
 		// The transaction had failed inside fn without fn noticing;
 		// PostgreSQL answers COMMIT with ROLLBACK.
 		return 0, setError(s.name, pgx.ErrTxCommitRollback)
 	}
-	if len(results[1].Rows) != 1 || len(results[1].Rows[0]) != 1 {
-		return 0, setError(s.name, ErrCommitLSN)
-	}
+	out = WriteCommitted
 	t.n.writes.Add(1)
-	lsn, err := ParseLSN(string(results[1].Rows[0][0]))
+	if err == nil && (len(results) != 2 || results[1].Err != nil || len(results[1].Rows) != 1 || len(results[1].Rows[0]) != 1) {
+		err = fmt.Errorf("commit returned %d results, want 2", len(results))
+	}
+	if err != nil {
+		return 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
+	}
+	lsn, err = ParseLSN(string(results[1].Rows[0][0]))
 	if err != nil {
 		return 0, setError(s.name, fmt.Errorf("%w: %w", ErrCommitLSN, err))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/prom"
+	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/topology"
 )
@@ -138,7 +139,7 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 func (t *Topology) RouterConfig(log *slog.Logger) router.Config {
 	cfg := router.Config{Replica: t.Replica, Channel: t.Channel, Logger: log, Cache: cache.Options{}}
 	if n := t.MaxConns; n > 0 {
-		cfg.Replica.ConfigurePool = func(c *pgxpool.Config) { c.MaxConns = n }
+		cfg.Replica.ConfigurePool = func(_ replica.PoolInfo, c *pgxpool.Config) { c.MaxConns = n }
 	}
 	for _, s := range t.Shards {
 		cfg.Shards = append(cfg.Shards, router.ShardConfig{Name: s.Name, Range: s.Range, Primary: s.Primary, Replicas: s.Replicas})
