@@ -17,8 +17,8 @@ import (
 	"github.com/pgshard/pgshard/examples/server/app"
 	"github.com/pgshard/pgshard/internal/loadgen"
 	"github.com/pgshard/pgshard/internal/pgcluster"
-	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/replica"
+	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/shard"
 )
 
