@@ -32,7 +32,7 @@ type PoolStats struct {
 // Stats is a snapshot of a set.
 type Stats struct {
 	Name          string
-	Primary       string // address of the write target, "" when none
+	Primary       string // address of the write target, "" when none (or it is down)
 	SplitBrain    bool   // several nodes report primary; writes are refused
 	PrimaryDown   bool   // no node takes writes: none reports primary, or it is down
 	RejectedReads uint64 // reads refused with ErrNoReplica
@@ -44,9 +44,8 @@ type Stats struct {
 func (s *Set) Stats() Stats {
 	now := s.clock()
 	st := Stats{Name: s.name, SplitBrain: s.split.Load(), RejectedReads: s.rejected.Load()}
-	if p := s.primary.Load(); p != nil {
+	if p := s.primary.Load(); p != nil && !p.status().down {
 		st.Primary = p.addr
-		st.PrimaryDown = p.status().down
 	} else {
 		st.PrimaryDown = !st.SplitBrain
 	}
