@@ -65,10 +65,12 @@ type Options struct {
 	// takes to fail when the primary is down. Default 2 s.
 	ConnectTimeout time.Duration
 	// AttemptTimeout is how long a read waits for a node's answer before it
-	// looks again: if the node has answered no check since the read was
-	// sent (it is frozen, or cut off), the read is abandoned there and sent
-	// to another eligible node or the primary; if it has, the read is
-	// merely slow and keeps waiting. Default 4 x CheckInterval.
+	// looks again: if the node has answered no check for that long either
+	// (it is frozen, or cut off), the read is abandoned there and sent to
+	// another eligible node or the primary; if it has, the read is merely
+	// slow and keeps waiting. Default 4 x CheckInterval, and at least
+	// CheckTimeout + 2 x CheckInterval, the longest a healthy node can go
+	// between good checks while another node holds a round of checks up.
 	AttemptTimeout time.Duration
 	// ConfigurePool, if set, is called with each node's pool configuration
 	// before the pool is created: set MaxConns, tracers and the like there.
@@ -101,10 +103,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.CheckInterval < minCheckInterval {
 		return o, fmt.Errorf("%w: CheckInterval %s is below the minimum of %s", ErrInvalidConfig, o.CheckInterval, minCheckInterval)
 	}
-	if err := def(&o.AttemptTimeout, "AttemptTimeout", 4*o.CheckInterval); err != nil {
+	if err := def(&o.CheckTimeout, "CheckTimeout", o.CheckInterval); err != nil {
 		return o, err
 	}
-	if err := def(&o.CheckTimeout, "CheckTimeout", o.CheckInterval); err != nil {
+	if err := def(&o.AttemptTimeout, "AttemptTimeout", max(4*o.CheckInterval, o.CheckTimeout+2*o.CheckInterval)); err != nil {
 		return o, err
 	}
 	if err := def(&o.MaxLag, "MaxLag", time.Second); err != nil {

@@ -273,9 +273,17 @@ func (s *Set) sawLSN(n *node, at LSN) {
 	}
 }
 
+// acquire takes a connection from n's pool, under a watchdog: a node that
+// stopped answering (a new connection's handshake that hangs) is given up
+// on after AttemptTimeout, as a read on it would be.
 func (s *Set) acquire(ctx context.Context, n *node, fallback string) (target, error) {
 	n.outstanding.Add(1)
-	conn, err := n.pool.Acquire(ctx)
+	actx, w := s.watch(ctx, n)
+	conn, err := n.pool.Acquire(actx)
+	w.stop()
+	if err != nil && w.fired() {
+		err = fmt.Errorf("%w (%s): %w", errNoAnswer, s.attempt, err)
+	}
 	if err != nil {
 		n.outstanding.Add(-1)
 		if cls := classify(ctx, err); cls.retryable() {
@@ -319,9 +327,9 @@ func (s *Set) indexOf(n *node) string {
 }
 
 // watchdog abandons a read attempt on a node that has stopped answering:
-// at each AttemptTimeout it cancels the attempt unless the node has
-// answered a check since the attempt was sent (then the read is merely
-// slow, and it looks again after another AttemptTimeout).
+// after AttemptTimeout it cancels the attempt if the node has answered no
+// check for AttemptTimeout either; otherwise the read is merely slow, and
+// it looks again when that would be the case.
 type watchdog struct {
 	mu        sync.Mutex
 	timer     *time.Timer
@@ -335,16 +343,14 @@ type watchdog struct {
 func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
 	actx, cancel := context.WithCancelCause(ctx)
 	w := &watchdog{cancel: cancel}
-	since := s.clock()
 	w.timer = time.AfterFunc(s.attempt, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if w.stopped {
 			return
 		}
-		if good := n.status().lastGood; good > since {
-			since = good
-			w.timer.Reset(s.attempt)
+		if quiet := s.clock() - n.status().lastGood; quiet < s.attempt {
+			w.timer.Reset(s.attempt - quiet)
 			return
 		}
 		w.firedFlag = true

@@ -23,15 +23,16 @@ type Rows struct {
 	args  []any
 	tries int
 
-	t       target
-	w       *watchdog
-	began   time.Time // of the current attempt, when tracing
-	inner   pgx.Rows
-	batch   pgx.BatchResults
-	yielded bool
-	closed  bool
-	err     error
-	served  Served
+	t        target
+	w        *watchdog
+	began    time.Time // of the current attempt, when tracing
+	inner    pgx.Rows
+	batch    pgx.BatchResults
+	yielded  bool
+	closed   bool
+	err      error
+	errNamed bool // err already names the shard
+	served   Served
 }
 
 // start routes the read and sends it, avoiding the node that just failed.
@@ -146,7 +147,7 @@ func (r *Rows) Next() bool {
 		r.t = target{}
 		r.set.nodeFailed(failed.n, cls, err)
 		if serr := r.start(failed.n); serr != nil {
-			r.err = serr
+			r.err, r.errNamed = serr, true
 			r.Close()
 			return false
 		}
@@ -175,6 +176,9 @@ func (r *Rows) Close() {
 
 // Err returns the error that ended the rows, if any.
 func (r *Rows) Err() error {
+	if r.err != nil && r.errNamed {
+		return r.err
+	}
 	if r.err != nil {
 		return setError(r.set.name, r.err)
 	}
