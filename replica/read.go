@@ -343,6 +343,9 @@ type watchdog struct {
 func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
 	actx, cancel := context.WithCancelCause(ctx)
 	w := &watchdog{cancel: cancel}
+	// Hold the lock until the timer is stored: the callback takes it too.
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.timer = time.AfterFunc(s.attempt, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
