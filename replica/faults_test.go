@@ -165,6 +165,8 @@ func TestHealthyPrimaryKeepsWritesWhenSessionsAreTerminated(t *testing.T) {
 			ok++
 		case errors.Is(err, replica.ErrOutcomeUnknown):
 			unknown++ // the answer was lost with the connection; it says so
+		case errors.Is(err, replica.ErrCommitLSN):
+			ok++ // committed; the session was cut just before its position was read
 		default:
 			failures = append(failures, err)
 		}
@@ -173,7 +175,7 @@ func TestHealthyPrimaryKeepsWritesWhenSessionsAreTerminated(t *testing.T) {
 	t.Logf("%d terminations: %d writes committed, %d outcome unknown, %d failed", kills.Load(), ok, unknown, len(failures))
 	assert.Empty(t, failures, "writes refused with the primary up")
 	assert.Positive(t, ok)
-	assert.Empty(t, s.Stats().Nodes[0].Error == "" && s.Stats().PrimaryDown, "primary marked down")
+	assert.False(t, s.Stats().PrimaryDown, "primary marked down")
 }
 
 // A replica listed under a shard whose primary it does not follow is
