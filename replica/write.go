@@ -93,10 +93,13 @@ func (s *Set) writeFailed(ctx context.Context, n *node, err error, mayHaveCommit
 	switch {
 	case cls == errStatement:
 		return setError(s.name, err), WriteFailed
+	case errors.As(err, &pgErr) && cls == errLost:
+		// The server ended the session (a terminated backend, each time
+		// the write was sent): it aborted the transaction on its way out.
+		return setError(s.name, fmt.Errorf("node %s: the server ended the session; nothing was committed: %w", n.addr, err)), WriteFailed
 	case errors.As(err, &pgErr):
-		// The server answered with an error, so it aborted the
-		// statement's transaction: a backend terminated or shutting down
-		// does not commit on its way out.
+		// The server refused the write as a whole: shutting down,
+		// starting up, out of connections.
 		return setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, n.addr, err)), WriteFailed
 	case mayHaveCommitted && !pgconn.SafeToRetry(err):
 		return setError(s.name, fmt.Errorf("%w: node %s: %w", ErrOutcomeUnknown, n.addr, err)), WriteUnknown
