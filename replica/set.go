@@ -93,9 +93,11 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		done:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		core:     newCore(opts, 1+len(cfg.Replicas)),
-		// A check's own connection gets less time than a pool's: a node
-		// that takes a second to accept a session is not one to read from.
-		dialTimeout: min(opts.ConnectTimeout, max(4*opts.CheckInterval, opts.CheckTimeout)),
+		// The checker dials in the background, so a slow handshake holds
+		// up no check; it gets the pool's full time, since a dial that
+		// times out counts against the node (SCRAM on a loaded machine can
+		// take a good part of a second).
+		dialTimeout: opts.ConnectTimeout,
 		attempt:     opts.AttemptTimeout,
 	}
 	if s.log == nil {
