@@ -132,8 +132,7 @@ func TestNoReadStalerThanMaxLagWhenCutOffFromPrimary(t *testing.T) {
 	px.Heal()
 	assert.LessOrEqual(t, worst, opts.MaxLag, "a read while cut off from the primary")
 	assert.Positive(t, failed, "reads refused once the bound passed")
-	_, err = s.Read(ctx, replica.ReadOptions{}, "SELECT 1")
-	t.Logf("cut off: %d reads by the replica, %d refused; worst staleness %s; a refused read says: %v", byReplica, failed, worst, err)
+	t.Logf("cut off: %d reads by the replica, %d refused; worst staleness %s", byReplica, failed, worst)
 }
 
 // Terminating the checker's session and the pool's connections on a
