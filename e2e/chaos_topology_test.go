@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/examples/server/app"
+	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/topology"
 )
@@ -142,9 +143,9 @@ func (e *chaosEnv) storeServer(name string, nodeID int64, store *topology.Store)
 	cfg := topo.RouterConfig(log)
 	cfg.Shards, cfg.Store, cfg.Lookup, cfg.PollInterval = nil, store, e.lookup, time.Second
 	maxConns := cfg.Replica.ConfigurePool
-	cfg.Replica.ConfigurePool = func(pc *pgxpool.Config) {
+	cfg.Replica.ConfigurePool = func(info replica.PoolInfo, pc *pgxpool.Config) {
 		if maxConns != nil {
-			maxConns(pc)
+			maxConns(info, pc)
 		}
 		pc.ConnConfig.Tracer = e.trace.tracer(int(pc.ConnConfig.Port))
 	}
