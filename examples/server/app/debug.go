@@ -3,6 +3,7 @@ package app
 import (
 	_ "embed"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,10 @@ type (
 		Caches        []cacheDoc  `json:"caches"`
 		HTTP          httpSummary `json:"http"`
 		Map           mapDoc      `json:"map"`
+		// History is the server's samples taken after ?since= (Unix ms;
+		// 0 or none: the whole last 10 minutes), oldest first.
+		History             []sample `json:"history"`
+		HistoryEverySeconds float64  `json:"history_every_seconds"`
 	}
 	mapDoc struct {
 		Version      int64     `json:"version"`
@@ -78,6 +83,15 @@ type (
 		Reconnects    uint64    `json:"reconnects"`
 		RejectedReads uint64    `json:"rejected_reads"`
 		Nodes         []nodeDoc `json:"nodes"`
+		// Rows is the estimated number of rows (users and posts) on the
+		// shard, from its primary's statistics every 10 s; -1 unknown.
+		Rows int64 `json:"rows"`
+		// TrafficShare is the shard's share of the reads and writes served
+		// by all shards' nodes since this instance started, 0 to 1.
+		TrafficShare float64 `json:"traffic_share"`
+		// Fallbacks are the reads that asked for a replica and went to the
+		// primary, by reason (none-eligible, behind, retry).
+		Fallbacks map[string]uint64 `json:"fallbacks"`
 	}
 	nodeDoc struct {
 		Addr        string  `json:"addr"`
@@ -92,9 +106,13 @@ type (
 		Writes      uint64  `json:"writes"`
 		Fallbacks   uint64  `json:"fallbacks"`
 		Failures    uint64  `json:"failures"`
-		Error       string  `json:"error,omitempty"`
+		Error       string  `json:"error,omitempty"` // the last check's
 		CheckAgeMS  int64   `json:"check_age_ms"`
-		Pool        poolDoc `json:"pool"`
+		// LastError is the last failed read or write on the node, and how
+		// long ago; "" when none since the start.
+		LastError      string  `json:"last_error,omitempty"`
+		LastErrorAgeMS int64   `json:"last_error_age_ms,omitempty"`
+		Pool           poolDoc `json:"pool"`
 	}
 	poolDoc struct {
 		Total    int32 `json:"total"`
@@ -122,8 +140,19 @@ type (
 
 // GET /debug/shards.json.
 func (s *Server) shardsJSON(w http.ResponseWriter, r *http.Request) {
+	var since int64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, errorBody{"since: want Unix milliseconds, got " + strconv.Quote(v)})
+			return
+		}
+		since = n
+	}
+	d := s.shardsDoc(s.r.Stats())
+	d.History, d.HistoryEverySeconds = s.hist.since(since), historyEvery.Seconds()
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, s.shardsDoc(s.r.Stats()))
+	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) shardsDoc(st router.Stats) shardsDoc {
@@ -134,13 +163,22 @@ func (s *Server) shardsDoc(st router.Stats) shardsDoc {
 	}
 	d := shardsDoc{Instance: s.opts.Instance, Time: now.UTC(), UptimeSeconds: now.Sub(s.started).Seconds(),
 		MaxLagSeconds: maxLag.Seconds(), Ready: s.schemaReady.Load(), Shards: []shardDoc{}, Caches: []cacheDoc{}}
+	rows, share := s.hist.rowCounts(), shardTraffic(st)
 	for _, sh := range st.Shards {
 		sd := shardDoc{Name: sh.Name, Range: sh.Range, Primary: s.red.String(sh.Replica.Primary), SplitBrain: sh.Replica.SplitBrain,
 			Listening: sh.Listening, Invalidations: sh.Invalidations, Reconnects: sh.Reconnects,
-			RejectedReads: sh.Replica.RejectedReads, Nodes: []nodeDoc{}}
+			RejectedReads: sh.Replica.RejectedReads, Nodes: []nodeDoc{}, Rows: -1, TrafficShare: share[sh.Name],
+			Fallbacks: s.tracer.fallbackReasons(sh.Name)}
+		if n, ok := rows[sh.Name]; ok {
+			sd.Rows = n
+		}
 		d.Ready = d.Ready && sh.Replica.Primary != "" && !sh.Replica.SplitBrain
 		for _, n := range sh.Replica.Nodes {
-			sd.Nodes = append(sd.Nodes, s.nodeDoc(n, now))
+			nd := s.nodeDoc(n, now)
+			if e, ok := s.tracer.lastError(sh.Name + " " + nd.Addr); ok {
+				nd.LastError, nd.LastErrorAgeMS = e.msg, now.Sub(e.at).Milliseconds()
+			}
+			sd.Nodes = append(sd.Nodes, nd)
 		}
 		d.Shards = append(d.Shards, sd)
 	}

@@ -74,7 +74,12 @@ func start(t testing.TB, topo *Topology, o Options) *instance {
 	log := slog.New(redactHandler{next: slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), r: red})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := router.Open(ctx, topo.RouterConfig(log))
+	cfg := topo.RouterConfig(log)
+	if o.Tracer == nil {
+		o.Tracer = NewTracer(red)
+	}
+	cfg.Tracer = o.Tracer
+	r, err := router.Open(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(r.Close)
 	o.Logger, o.Redactor, o.Cache, o.MaxLag = log, red, topo.Cache, topo.MaxLag()

@@ -15,7 +15,6 @@ import (
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/internal/pgcluster"
-	"github.com/pgshard/pgshard/prom"
 	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/topology"
@@ -94,7 +93,7 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 		rcfg = topo.RouterConfig(log)
 	}
 	rcfg.Logger = log
-	tracer := prom.NewTracer(prom.TracerOptions{NodeLabel: red.String})
+	tracer := NewTracer(red)
 	rcfg.Tracer = tracer
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	r, err := router.Open(openCtx, rcfg)

@@ -49,10 +49,11 @@ type Options struct {
 	MaxLag time.Duration
 	// Now is the clock of IDs and the rate limit; nil means time.Now.
 	Now func() time.Time
-	// Tracer, if set, is the prom.Tracer given to the router (in
-	// router.Config.Tracer): /metrics then carries its counts. Nil leaves
+	// Tracer, if set, is the Tracer given to the router (in
+	// router.Config.Tracer): /metrics then carries its counts, and the
+	// dashboard fallbacks by reason and each node's last error. Nil leaves
 	// them out.
-	Tracer *prom.Tracer
+	Tracer *Tracer
 	// IdempotencyTTL is how long an Idempotency-Key is honoured: at least
 	// this long, and a cleanup deletes it within the next
 	// min(1 h, TTL/4). Zero means 24 h.
@@ -68,6 +69,9 @@ type Server struct {
 	limit   *limiter
 	metrics *httpMetrics
 	reg     *prometheus.Registry
+	tracer  *Tracer
+	latency latencyWindow // for the history's percentiles
+	hist    history
 	log     *slog.Logger
 	red     Redactor
 	mux     *http.ServeMux
@@ -121,8 +125,14 @@ func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
 		started: time.Now(),
 		cancel:  cancel,
 	}
-	s.reg = newRegistry(r, s.metrics, o.Tracer, o.Redactor)
+	s.tracer = o.Tracer
+	var pt *prom.Tracer
+	if o.Tracer != nil {
+		pt = o.Tracer.Tracer
+	}
+	s.reg = newRegistry(r, s.metrics, pt, o.Redactor)
 	s.routes()
+	s.wg.Go(func() { s.sampleLoop(bg) })
 	s.wg.Go(func() { s.expireLoop(bg, o.IdempotencyTTL, max(time.Second, min(time.Hour, o.IdempotencyTTL/4))) })
 	if schemaErr == nil {
 		s.schemaReady.Store(true)
@@ -183,7 +193,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.metrics.observe(route, sw.status(), time.Since(start))
+		d := time.Since(start)
+		s.metrics.observe(route, sw.status(), d)
+		s.latency.observe(d)
 	}()
 	s.mux.ServeHTTP(sw, r)
 }
