@@ -167,7 +167,8 @@ type chaosInstance struct {
 // server starts an instance of the reference server in this process, with
 // the replica defaults the issue names (checks every 250 ms, MaxLag 1 s,
 // EjectAfter 1, AdmitAfter 2). tune may change its topology, and pool its
-// pools' configuration. Every pool traces its replica reads.
+// pools' configuration. Its router reports every read attempt to the
+// env's trace.
 func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), pool func(*pgxpool.Config)) *chaosInstance {
 	t := e.t
 	t.Helper()
@@ -187,8 +188,8 @@ func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), p
 		if pool != nil {
 			pool(pc)
 		}
-		pc.ConnConfig.Tracer = e.trace.tracer(int(pc.ConnConfig.Port))
 	}
+	cfg.Tracer = e.trace.tracer()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, cfg)

@@ -72,6 +72,7 @@ func TestChaos(t *testing.T) {
 			servers = c.String()
 			e := newChaosEnv(t, sc.name, c, lengths)
 			res := sc.run(t, e)
+			require.Positive(t, e.trace.attempts(), "the library's Tracer reported no read attempt: the checks of replica reads would hold vacuously")
 			res.ID, res.Command, res.Elapsed = sc.id, chaosCommand(sc.name), time.Since(e.began)
 			res.note("Faults and repairs, from the scenario's start: %s.", e.eventsText())
 			results = append(results, res)

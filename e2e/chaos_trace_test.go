@@ -2,20 +2,22 @@ package e2e
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pgshard/pgshard/replica"
 )
 
-// readTrace records every read that a replica's pool served: a pgx tracer
-// on each pool of each instance. It is safe for concurrent use.
+// readTrace records every read attempt that a replica served, as the
+// library's Tracer reports it (router.Config.Tracer on each instance): the
+// library's own probes are not reads, so nothing needs to be filtered out.
+// It is safe for concurrent use.
 type readTrace struct {
 	replicas map[int]bool // the replicas' ports; fixed at creation
 
 	mu    sync.Mutex
 	reads []tracedRead
+	all   int // read attempts of any node, for the report's sanity check
 }
 
 type tracedRead struct {
@@ -24,55 +26,21 @@ type tracedRead struct {
 	failed     bool
 }
 
-type traceStart struct{}
-
-// nodeTracer traces one pool's queries and batches.
-type nodeTracer struct {
-	rt   *readTrace
-	port int
+// tracer is the Tracer each instance's router is given.
+func (rt *readTrace) tracer() replica.Tracer {
+	return replica.TracerFuncs{Read: rt.read}
 }
 
-func (rt *readTrace) tracer(port int) *nodeTracer { return &nodeTracer{rt, port} }
-
-// counts says whether a statement is a read a client asked for, not the
-// library's probe of a replica's position.
-func (nt *nodeTracer) counts(sql string) bool {
-	return nt.rt.replicas[nt.port] && !strings.Contains(sql, "pg_last_wal_replay_lsn")
-}
-
-func (nt *nodeTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if !nt.counts(d.SQL) {
-		return ctx
-	}
-	return context.WithValue(ctx, traceStart{}, time.Now())
-}
-
-func (nt *nodeTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
-	nt.done(ctx, d.Err)
-}
-
-func (nt *nodeTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
-	if d.Batch == nil || len(d.Batch.QueuedQueries) == 0 || !nt.counts(d.Batch.QueuedQueries[0].SQL) {
-		return ctx
-	}
-	return context.WithValue(ctx, traceStart{}, time.Now())
-}
-
-func (nt *nodeTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-
-func (nt *nodeTracer) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchEndData) {
-	nt.done(ctx, d.Err)
-}
-
-func (nt *nodeTracer) done(ctx context.Context, err error) {
-	start, ok := ctx.Value(traceStart{}).(time.Time)
-	if !ok {
+func (rt *readTrace) read(_ context.Context, ev replica.ReadEvent) {
+	end := time.Now()
+	port := portOf(ev.Node)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.all++
+	if ev.Node == "" || !rt.replicas[port] {
 		return
 	}
-	r := tracedRead{port: nt.port, start: start, end: time.Now(), failed: err != nil}
-	nt.rt.mu.Lock()
-	nt.rt.reads = append(nt.rt.reads, r)
-	nt.rt.mu.Unlock()
+	rt.reads = append(rt.reads, tracedRead{port: port, start: end.Add(-ev.Duration), end: end, failed: ev.Err != nil})
 }
 
 // readsWhile counts the traced replica reads for which in says yes.
@@ -100,4 +68,11 @@ func (rt *readTrace) failures(port int, from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// attempts is how many read attempts the tracer saw on any node.
+func (rt *readTrace) attempts() int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.all
 }
