@@ -147,8 +147,8 @@ func (e *chaosEnv) storeServer(name string, nodeID int64, store *topology.Store)
 		if maxConns != nil {
 			maxConns(info, pc)
 		}
-		pc.ConnConfig.Tracer = e.trace.tracer(int(pc.ConnConfig.Port))
 	}
+	cfg.Tracer = e.trace.tracer()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, cfg)
