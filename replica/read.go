@@ -121,8 +121,15 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		chosen, behind := s.pick(now, o.MinLSN, avoid)
 		if chosen != nil {
 			t, err := s.acquire(ctx, chosen, "")
+			if err == nil && !s.stillEligible(chosen) {
+				// Acquiring took long enough (a busy pool, a slow dial)
+				// for the replica's bound to pass MaxLag: choose again.
+				t.release()
+				avoid = chosen
+				continue
+			}
 			if err == nil {
-				t.lag = chosen.status().lag(now)
+				t.lag = chosen.status().lag(s.clock())
 				return t, nil
 			}
 			if !classify(ctx, err).retryable() {
@@ -238,6 +245,10 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 			return target{}, false, err
 		}
 		s.sawLSN(n, at)
+		if at >= min && !s.stillEligible(n) {
+			t.release()
+			return target{}, false, nil
+		}
 		if at >= min {
 			t.lag = n.status().lag(s.clock())
 			return t, true, nil
@@ -261,6 +272,11 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 		}
 	}
 }
+
+// stillEligible reports whether n may still serve a replica read now, when
+// the read is about to be sent: its staleness is judged at the send, not
+// only when it was chosen.
+func (s *Set) stillEligible(n *node) bool { return s.clock() <= n.status().until }
 
 // sawLSN records a replica's position seen by a query.
 func (s *Set) sawLSN(n *node, at LSN) {
