@@ -18,9 +18,18 @@ type Target struct {
 	r *Router
 	s *shardState
 
-	id     shard.ID // the key's ID, when keyed: a fenced write is routed again by it
-	keyed  bool
-	direct bool // one attempt, not through the fence's retry (see fence.go)
+	id      shard.ID // the key's ID, when keyed: a fenced write is routed again by it
+	keyed   bool
+	direct  bool // one attempt, not through the fence's retry (see fence.go)
+	primary bool // reads go to the primary (Primary)
+}
+
+// Primary returns the target with its reads sent to the shard's primary,
+// whatever the context says: for work that must read what it just wrote
+// without a session, or a library that takes a Target-like database.
+func (t Target) Primary() Target {
+	t.primary = true
+	return t
 }
 
 // Shard returns the shard's name.
@@ -101,7 +110,7 @@ func (t Target) usable(ctx context.Context) error {
 // readOptions turns the context's session, primary flag and cache load
 // into the replica set's read options.
 func (t Target) readOptions(ctx context.Context) replica.ReadOptions {
-	o := replica.ReadOptions{Primary: primaryFrom(ctx)}
+	o := replica.ReadOptions{Primary: t.primary || primaryFrom(ctx)}
 	sess := SessionFrom(ctx)
 	load := loadFrom(ctx)
 	info := readInfoFrom(ctx)

@@ -21,7 +21,7 @@ type Config struct {
 	Shards        int    // dev cluster: number of shards
 	Replicas      int    // dev cluster: streaming replicas per shard
 	WriteTopology string // write the running topology to this file, for a second instance
-	NodeID        int64  // Snowflake node ID, 0 to 1023; negative picks one at random
+	NodeID        int64  // Snowflake node ID, 0 to 1023; negative leases one from PostgreSQL
 	Rate          float64
 	Burst         int
 	// TrustedProxies: whose X-Forwarded-For the rate limit believes.
@@ -60,7 +60,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Shards, "shards", 2, "dev cluster: number of shards")
 	fs.IntVar(&c.Replicas, "replicas", 1, "dev cluster: streaming replicas per shard")
 	fs.StringVar(&c.WriteTopology, "write-topology", "", "write the running topology to this `file`, for a second instance's -config")
-	fs.Int64Var(&c.NodeID, "node-id", -1, "Snowflake node ID of this instance, 0 to 1023 (default: random)")
+	fs.Int64Var(&c.NodeID, "node-id", -1, "pin the Snowflake node ID of this instance, 0 to 1023 (default: leased from PostgreSQL)")
 	fs.Float64Var(&c.Rate, "rate", 0, "per-client-IP request rate limit, requests a second (0: no limit)")
 	fs.IntVar(&c.Burst, "burst", 0, "per-client-IP burst (default: max(1, -rate))")
 	fs.Func("trusted-proxies", "comma-separated `CIDRs` of load balancers whose X-Forwarded-For the rate limit believes (default: none)", func(v string) error {

@@ -62,7 +62,11 @@ func (s *Server) createPost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p := post{UserID: uid, ID: s.ids.Next(), Body: body, CreatedAt: s.now()}
+	pid, err := s.ids.Next()
+	if err != nil {
+		return noID(err)
+	}
+	p := post{UserID: uid, ID: pid, Body: body, CreatedAt: s.now()}
 	t := s.r.User(uid)
 	notFound := &httpError{http.StatusNotFound, "user " + strconv.FormatInt(uid, 10) + " not found"}
 	// One statement, so one round trip without a key: the user's posts

@@ -194,7 +194,7 @@ func banner(w io.Writer, addr string, srv *Server, t *Topology, c *pgcluster.Clu
 	if f.Rate > 0 {
 		rate = fmt.Sprintf("%g requests/s per client IP", f.Rate)
 	}
-	fmt.Fprintf(w, "  rate limit %s; Snowflake node %d\n", rate, srv.ids.node)
+	fmt.Fprintf(w, "  rate limit %s; Snowflake node %d\n", rate, srv.ids.Node())
 	fmt.Fprintf(w, "  try        curl -si -XPOST %s/users -d '{\"name\":\"Ada\"}'\n", base)
 	fmt.Fprintf(w, "Ctrl-C stops the server%s.\n\n", map[bool]string{true: " and the dev cluster", false: ""}[c != nil])
 }

@@ -26,6 +26,11 @@ var schema = []string{
 		created_at timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (user_id, id))`,
 	`CREATE INDEX IF NOT EXISTS posts_recent ON posts (id DESC)`,
+	// An optional email, unique across shards through the user_emails
+	// lookup (package lookup): these are its Schema (TestEmailSchema).
+	`ALTER TABLE users ADD COLUMN IF NOT EXISTS email text`,
+	`CREATE TABLE IF NOT EXISTS "user_emails" (key text PRIMARY KEY, owner bigint NOT NULL, token text NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS "user_emails_claims" (token text PRIMARY KEY, void boolean NOT NULL DEFAULT false)`,
 	// Idempotency keys (idempotency.go): scope is the method and path of
 	// the request, so that a key names one request of one route; request is
 	// the SHA-256 of what the write would store.

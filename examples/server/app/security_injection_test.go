@@ -271,7 +271,7 @@ func checkSchema(t *testing.T, ctx context.Context) {
 		err := primaryRow(t, ctx, sh.Name, `SELECT string_agg(table_name || '.' || column_name || ' ' || data_type, ', ' ORDER BY table_name, ordinal_position)
 			FROM information_schema.columns WHERE table_schema = 'public' AND table_name IN ('users', 'posts')`).Scan(&cols)
 		const wantCols = "posts.user_id bigint, posts.id bigint, posts.body text, posts.created_at timestamp with time zone, " +
-			"users.id bigint, users.name text, users.created_at timestamp with time zone"
+			"users.id bigint, users.name text, users.created_at timestamp with time zone, users.email text"
 		if err != nil || cols != wantCols {
 			t.Errorf("%s: columns %q (%v), want %q", sh.Name, cols, err, wantCols)
 		}

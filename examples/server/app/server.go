@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -17,15 +16,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/lookup"
 	"github.com/pgshard/pgshard/prom"
 	"github.com/pgshard/pgshard/router"
 )
 
 // Options tune a server; the zero value works.
 type Options struct {
-	// NodeID is this instance's Snowflake node, 0 to 1023; negative means
-	// one picked at random (two instances then collide with odds 1/1024
-	// per pair, and even then only on IDs made in the same millisecond).
+	// NodeID pins this instance's Snowflake node, 0 to 1023, with no
+	// lease: the operator keeps instances apart. Negative (the default)
+	// leases a free node number from PostgreSQL (package idgen), so that
+	// no two running instances ever share one.
 	NodeID int64
 	// Rate is each client IP's sustained request rate, a second; 0 means
 	// no limit. Burst is how many it may make at once; 0 means max(1, Rate).
@@ -65,7 +66,9 @@ type Options struct {
 type Server struct {
 	r       *router.Router
 	users   *router.Cache[*user]
-	ids     *idGenerator
+	ids     idSource
+	emails  *lookup.Lookup
+	release func() // gives the ID lease back
 	limit   *limiter
 	metrics *httpMetrics
 	reg     *prometheus.Registry
@@ -86,13 +89,6 @@ type Server struct {
 
 // New applies the schema on every shard and returns the server.
 func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
-	if o.NodeID < 0 {
-		o.NodeID = rand.Int64N(maxNode + 1)
-	}
-	ids, err := newIDGenerator(o.NodeID, o.Now)
-	if err != nil {
-		return nil, err
-	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 5 * time.Second
 	}
@@ -106,15 +102,26 @@ func New(ctx context.Context, r *router.Router, o Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	emails, err := lookup.New(r, lookup.Config{Table: "user_emails",
+		OwnerSQL: "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND email = $2)"})
+	if err != nil {
+		return nil, err
+	}
 	schemaErr := applySchema(ctx, r)
 	if schemaErr != nil && !unavailableOnly(schemaErr, len(r.Shards())) {
 		return nil, fmt.Errorf("apply schema: %s", o.Redactor.String(schemaErr.Error()))
+	}
+	ids, release, err := newIDs(ctx, r, o.NodeID, o)
+	if err != nil {
+		return nil, fmt.Errorf("ID generator: %s", o.Redactor.String(err.Error()))
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{
 		r:       r,
 		users:   router.NewCache[*user](r, "users", cache.Options{Capacity: o.Cache.Capacity, TTL: o.Cache.TTL, NegativeTTL: o.Cache.NegativeTTL}),
 		ids:     ids,
+		emails:  emails,
+		release: release,
 		limit:   newLimiter(o.Rate, o.Burst, o.Now),
 		metrics: newHTTPMetrics(),
 		log:     log,
@@ -151,11 +158,13 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 func (s *Server) Close() {
 	s.cancel()
 	s.wg.Wait()
+	s.release()
 }
 
 func (s *Server) routes() {
 	m := s.mux
 	m.Handle("POST /users", s.api(true, s.createUser))
+	m.Handle("GET /users", s.api(false, s.userByEmail))
 	m.Handle("GET /users/{id}", s.api(false, s.getUser))
 	m.Handle("PUT /users/{id}", s.api(true, s.updateUser))
 	m.Handle("POST /users/{id}/posts", s.api(true, s.createPost))

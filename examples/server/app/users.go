@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/lookup"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/shard"
 )
@@ -21,6 +22,7 @@ import (
 type user struct {
 	ID        int64
 	Name      string
+	Email     string // "" when none
 	CreatedAt time.Time
 	body      []byte
 }
@@ -30,13 +32,14 @@ type user struct {
 type userJSON struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
+	Email     string    `json:"email,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Shard     string    `json:"shard"`
 }
 
-func newUser(id int64, name string, created time.Time, shard string) *user {
-	u := &user{ID: id, Name: name, CreatedAt: created}
-	b, _ := json.Marshal(userJSON{ID: strconv.FormatInt(id, 10), Name: name, CreatedAt: created, Shard: shard})
+func newUser(id int64, name, email string, created time.Time, shard string) *user {
+	u := &user{ID: id, Name: name, Email: email, CreatedAt: created}
+	b, _ := json.Marshal(userJSON{ID: strconv.FormatInt(id, 10), Name: name, Email: email, CreatedAt: created, Shard: shard})
 	u.body = append(b, '\n')
 	return u
 }
@@ -45,6 +48,12 @@ func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
 
 type nameBody struct {
 	Name *string `json:"name"`
+}
+
+// createBody is POST /users: a name and an optional email.
+type createBody struct {
+	Name  *string `json:"name"`
+	Email *string `json:"email"`
 }
 
 // now is the creation time the server stamps: its own clock, like the IDs,
@@ -56,9 +65,9 @@ func (s *Server) now() time.Time {
 	return time.Now().UTC().Truncate(time.Microsecond)
 }
 
-// POST /users {"name"} -> 201 user.
+// POST /users {"name", "email"?} -> 201 user; 409 if the email is taken.
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
-	var in nameBody
+	var in createBody
 	if err := readJSON(w, r, &in); err != nil {
 		return err
 	}
@@ -66,14 +75,30 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	email := ""
+	if in.Email != nil {
+		if email, err = parseEmail(*in.Email); err != nil {
+			return err
+		}
+	}
 	key, err := idempotencyKey(r)
 	if err != nil {
 		return err
 	}
 	ctx := r.Context()
 	created := s.now()
+	request := []byte(name) // what an Idempotency-Key's answer stands for
+	if email != "" {
+		request = append(append(request, 0), email...)
+	}
+	var claim *lookup.Claim
 	insert := func(tx pgx.Tx, id int64) error {
-		if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)", id, name, created); err != nil {
+		if claim != nil {
+			if err := claim.Record(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, email, created_at) VALUES ($1, $2, NULLIF($3, ''), $4)", id, name, email, created); err != nil {
 			return err
 		}
 		// A "not found" for this ID may be cached (NegativeTTL).
@@ -86,11 +111,30 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		ans, replayed, err := once(ctx, t, "POST /users", key, []byte(name), func(tx pgx.Tx) (stored, error) {
-			return stored{http.StatusCreated, newUser(id, name, created, t.Shard()).body}, insert(tx, id)
+		// The email's lookup row is written first; a key already used
+		// replays its answer even though the email is now "taken".
+		if claim, err = s.claimEmail(ctx, email, id); errors.Is(err, lookup.ErrDuplicate) {
+			claim = nil
+			ans, replayed, rerr := once(ctx, t, "POST /users", key, request, func(tx pgx.Tx) (stored, error) {
+				return stored{}, emailTaken(email)
+			})
+			if rerr == nil && replayed {
+				s.userHeaders(w, t, "primary")
+				replay(w, r, ans)
+				return nil
+			}
+			return emailTaken(email)
+		} else if err != nil {
+			return err
+		}
+		ans, replayed, err := once(ctx, t, "POST /users", key, request, func(tx pgx.Tx) (stored, error) {
+			return stored{http.StatusCreated, newUser(id, name, email, created, t.Shard()).body}, insert(tx, id)
 		})
 		if err != nil {
-			return err
+			return s.abandon(ctx, claim, err)
+		}
+		if replayed && claim != nil {
+			_ = s.abandon(ctx, claim, errReplayed)
 		}
 		s.userHeaders(w, t, "primary")
 		if replayed {
@@ -102,12 +146,20 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 		writeBody(w, ans.status, ans.body)
 		return nil
 	}
-	id := s.ids.Next()
+	id, err := s.ids.Next()
+	if err != nil {
+		return noID(err)
+	}
 	t := s.r.User(id)
-	if err := t.Tx(ctx, func(tx pgx.Tx) error { return insert(tx, id) }); err != nil {
+	if claim, err = s.claimEmail(ctx, email, id); errors.Is(err, lookup.ErrDuplicate) {
+		return emailTaken(email)
+	} else if err != nil {
 		return err
 	}
-	u := newUser(id, name, created, t.Shard())
+	if err := t.Tx(ctx, func(tx pgx.Tx) error { return insert(tx, id) }); err != nil {
+		return s.abandon(ctx, claim, err)
+	}
+	u := newUser(id, name, email, created, t.Shard())
 	w.Header().Set("Location", "/users/"+strconv.FormatInt(id, 10))
 	s.userHeaders(w, t, "primary")
 	setToken(w, r)
@@ -121,7 +173,11 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) idOn(t router.Target) (int64, error) {
 	const draws = 1 << 16
 	for range draws {
-		if id := s.ids.Next(); s.r.User(id).Shard() == t.Shard() {
+		id, err := s.ids.Next()
+		if err != nil {
+			return 0, noID(err)
+		}
+		if s.r.User(id).Shard() == t.Shard() {
 			return id, nil
 		}
 	}
@@ -153,16 +209,16 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func loadUser(ctx context.Context, t router.Target, id int64) (*user, error) {
-	var name string
+	var name, email string
 	var created time.Time
-	err := t.QueryRow(ctx, "SELECT name, created_at FROM users WHERE id = $1", id).Scan(&name, &created)
+	err := t.QueryRow(ctx, "SELECT name, coalesce(email, ''), created_at FROM users WHERE id = $1", id).Scan(&name, &email, &created)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, cache.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	return newUser(id, name, created.UTC(), t.Shard()), nil
+	return newUser(id, name, email, created.UTC(), t.Shard()), nil
 }
 
 // PUT /users/{id} {"name"} -> 200 user; every instance's cache drops it.
@@ -182,8 +238,9 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	t := s.r.User(id)
 	var created time.Time
+	var email string
 	err = t.Tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, "UPDATE users SET name = $2 WHERE id = $1 RETURNING created_at", id, name).Scan(&created)
+		err := tx.QueryRow(ctx, "UPDATE users SET name = $2 WHERE id = $1 RETURNING created_at, coalesce(email, '')", id, name).Scan(&created, &email)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return &httpError{http.StatusNotFound, "user " + strconv.FormatInt(id, 10) + " not found"}
 		}
@@ -195,7 +252,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u := newUser(id, name, created.UTC(), t.Shard())
+	u := newUser(id, name, email, created.UTC(), t.Shard())
 	s.userHeaders(w, t, "primary")
 	setToken(w, r)
 	writeBody(w, http.StatusOK, u.body)
