@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,12 +25,24 @@ const (
 	routeCreatePost
 	routeUserPosts
 	routeRecent
+	routeCreateUserEmail
+	routeUserByEmail
 	numRoutes
 )
 
 var routeNames = [numRoutes]string{
 	"POST /users", "GET /users/{id}", "PUT /users/{id}",
 	"POST /users/{id}/posts", "GET /users/{id}/posts", "GET /posts/recent",
+	"POST /users (email)", "GET /users?email=",
+}
+
+// isError says whether an answer counts as an error: a transport error or
+// a 4xx/5xx, except the 409 that a create with a taken email expects.
+func isError(rt route, status int) bool {
+	if rt == routeCreateUserEmail && status == http.StatusConflict {
+		return false
+	}
+	return status == 0 || status >= 400
 }
 
 // settle is how old another client's user must be before this one reads
@@ -66,6 +79,7 @@ type client struct {
 // ownedUser is what a client knows of a user it created.
 type ownedUser struct {
 	id    string
+	email string   // "" when created without one
 	names []string // the names it may have: one after an acknowledged write, more after unacknowledged ones
 	posts []int64  // acknowledged posts
 	sent  int      // posts sent, acknowledged or not
@@ -96,6 +110,8 @@ func (c *client) step(ctx context.Context) {
 	}
 	if c.rng.IntN(100) < o.ReadPercent {
 		switch n := c.rng.IntN(100); {
+		case n < 5:
+			c.getByEmail(ctx)
 		case n < 55:
 			c.getUser(ctx)
 		case n < 85:
@@ -199,7 +215,7 @@ func (c *client) do(ctx context.Context, rt route, method, path string, body any
 	c.lat[rt] = append(c.lat[rt], lat)
 	c.observe(rt, req, target, start, lat, hdr, r)
 	c.status[rt][r.status]++
-	if r.status == 0 || r.status >= 400 {
+	if isError(rt, r.status) {
 		if _, ok := c.errBody[r.status]; !ok {
 			if r.err != nil {
 				c.errBody[r.status] = r.err.Error()
@@ -209,7 +225,7 @@ func (c *client) do(ctx context.Context, rt route, method, path string, body any
 		}
 	}
 	c.run.requests.Add(1)
-	if r.status == 0 || r.status >= 400 {
+	if isError(rt, r.status) {
 		c.run.errors.Add(1)
 	}
 	return r
@@ -260,8 +276,9 @@ func postMark(body string) string {
 }
 
 type userDoc struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
 }
 
 type postDoc struct {
@@ -274,19 +291,56 @@ type postsDoc struct {
 	Posts []postDoc `json:"posts"`
 }
 
+// createUser makes a user, half the time with an email drawn from a pool
+// half the population's size, so that many are taken already: a create
+// with a taken email must answer 409, and no email may go to two users.
 func (c *client) createUser(ctx context.Context) {
 	name := c.newName()
-	r := c.post(ctx, routeCreateUser, "/users", map[string]string{"name": name})
+	rt, body := routeCreateUser, map[string]string{"name": name}
+	email := ""
+	if c.rng.IntN(2) == 0 {
+		email = fmt.Sprintf("u%d.%x@example.com", c.rng.IntN(max(c.run.opts.Users/2, 1)), c.run.runID)
+		rt, body["email"] = routeCreateUserEmail, email
+	}
+	r := c.post(ctx, rt, "/users", body)
 	if r.status != http.StatusCreated {
-		return // not acknowledged: nothing to expect of it
+		return // not acknowledged (or the email was taken): nothing to expect of it
 	}
 	var u userDoc
-	if err := json.Unmarshal(r.body, &u); err != nil || u.ID == "" || u.Name != name {
+	if err := json.Unmarshal(r.body, &u); err != nil || u.ID == "" || u.Name != name || u.Email != email {
 		c.violation("POST /users answered 201 with %.200q", r.body)
 		return
 	}
-	c.own = append(c.own, &ownedUser{id: u.ID, names: []string{name}})
+	if email != "" {
+		if other := c.run.giveEmail(email, u.ID); other != "" {
+			c.violation("POST /users: email %s given to user %s, and before to user %s", email, u.ID, other)
+		}
+	}
+	c.own = append(c.own, &ownedUser{id: u.ID, email: email, names: []string{name}})
 	c.run.addUser(u.ID)
+}
+
+// getByEmail finds one of its own users by email, with its token: the
+// answer must be that user.
+func (c *client) getByEmail(ctx context.Context) {
+	var withEmail []*ownedUser
+	for _, u := range c.own {
+		if u.email != "" {
+			withEmail = append(withEmail, u)
+		}
+	}
+	if len(withEmail) == 0 {
+		c.getUser(ctx)
+		return
+	}
+	u := withEmail[c.rng.IntN(len(withEmail))]
+	r := c.do(ctx, routeUserByEmail, "GET", "/users?email="+url.QueryEscape(u.email), nil)
+	if c.checkUser(u, r, "GET by email") {
+		var got userDoc
+		if json.Unmarshal(r.body, &got) == nil && got.ID != u.id {
+			c.violation("GET /users?email=%s: user %s, want %s", u.email, got.ID, u.id)
+		}
+	}
 }
 
 func (c *client) rename(ctx context.Context) {

@@ -156,8 +156,24 @@ type runState struct {
 	errors     atomic.Uint64
 	violations atomic.Uint64
 
-	mu    sync.RWMutex
-	users []sharedUser // every acknowledged user, in creation order
+	mu     sync.RWMutex
+	users  []sharedUser      // every acknowledged user, in creation order
+	emails map[string]string // email -> the user whose creation with it was acknowledged
+}
+
+// giveEmail records that email went to user id, and returns the user it
+// had gone to before, if any (a violation).
+func (r *runState) giveEmail(email, id string) (before string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.emails == nil {
+		r.emails = map[string]string{}
+	}
+	if prev, ok := r.emails[email]; ok && prev != id {
+		return prev
+	}
+	r.emails[email] = id
+	return ""
 }
 
 type sharedUser struct {

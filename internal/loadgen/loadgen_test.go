@@ -26,11 +26,15 @@ type api struct {
 	// whose outcome is unknown; a retry with its Idempotency-Key gets the
 	// first answer, unless ignoreKeys, when it makes the post again.
 	lostAnswers, ignoreKeys bool
+	// twoOwners gives an email to every user who asks, not only the first.
+	twoOwners bool
 
 	mu     sync.Mutex
 	next   int64
 	first  map[string]string
 	names  map[string]string
+	email  map[string]string // user -> email
+	owner  map[string]string // email -> user
 	posts  map[string][]int64 // per user, oldest first
 	bodies map[int64]string
 	keys   map[string][]byte // Idempotency-Key -> the first answer
@@ -40,14 +44,14 @@ type api struct {
 }
 
 func newAPI() *api {
-	return &api{first: map[string]string{}, names: map[string]string{}, posts: map[string][]int64{},
+	return &api{first: map[string]string{}, names: map[string]string{}, email: map[string]string{}, owner: map[string]string{}, posts: map[string][]int64{},
 		bodies: map[int64]string{}, keys: map[string][]byte{}}
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var in struct{ Name, Body string }
+	var in struct{ Name, Body, Email string }
 	json.NewDecoder(r.Body).Decode(&in)
 	reply := func(status int, v any) {
 		w.Header().Set("X-Consistency-Token", "1.")
@@ -66,10 +70,24 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.Method == "POST" && r.URL.Path == "/users":
+		if _, taken := a.owner[in.Email]; taken && in.Email != "" && !a.twoOwners {
+			reply(409, map[string]string{"error": "email taken"})
+			return
+		}
 		a.next++
 		id := strconv.FormatInt(a.next, 10)
 		a.first[id], a.names[id] = in.Name, in.Name
-		reply(201, map[string]string{"id": id, "name": in.Name})
+		if in.Email != "" {
+			a.email[id], a.owner[in.Email] = in.Email, id
+		}
+		reply(201, map[string]string{"id": id, "name": in.Name, "email": in.Email})
+	case r.Method == "GET" && r.URL.Path == "/users":
+		id, ok := a.owner[r.URL.Query().Get("email")]
+		if !ok {
+			reply(404, map[string]string{"error": "not found"})
+			return
+		}
+		reply(200, map[string]string{"id": id, "name": a.names[id], "email": a.email[id]})
 	case r.Method == "GET" && r.URL.Path == "/posts/recent":
 		n := min(len(a.all), 20)
 		var ps []map[string]string
@@ -90,7 +108,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a.staleNames && r.Method == "GET" {
 			name = a.first[id]
 		}
-		reply(200, map[string]string{"id": id, "name": name})
+		reply(200, map[string]string{"id": id, "name": name, "email": a.email[id]})
 	case len(parts) == 3 && parts[0] == "users" && parts[2] == "posts":
 		uid := parts[1]
 		if r.Method == "POST" {
@@ -138,6 +156,7 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 	}{
 		{"correct server", func(*api) {}, false},
 		{"stale names", func(a *api) { a.staleNames = true }, true},
+		{"an email given twice", func(a *api) { a.twoOwners = true }, true},
 		{"lost posts", func(a *api) { a.losePosts = true }, true},
 		{"lost answers, keys honoured", func(a *api) { a.lostAnswers = true }, false},
 		{"lost answers, keys ignored", func(a *api) { a.lostAnswers, a.ignoreKeys = true, true }, true},

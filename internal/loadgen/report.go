@@ -58,7 +58,7 @@ func newReport(o Options, elapsed time.Duration, clients []*client) *Report {
 			for st, n := range c.status[rt] {
 				rs.ByStatus[st] += n
 				rep.ByStatus[st] += n
-				if st == 0 || st >= 400 {
+				if isError(rt, st) {
 					rs.Errors += n
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -83,6 +84,20 @@ func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) 
 	if json.Unmarshal(body, &got) != nil || !slices.Contains(u.names, got.Name) {
 		lost++
 		msg = fmt.Sprintf("user %s: name %q at the end, want %q (the last acknowledged write)", u.id, got.Name, u.names[0])
+	}
+	if u.email != "" {
+		// Each email maps to exactly one live user: the one acknowledged.
+		status, body, err := get(ctx, run, token, "/users?email="+url.QueryEscape(u.email))
+		var byEmail userDoc
+		switch {
+		case err != nil || (status != http.StatusOK && status != http.StatusNotFound):
+			return lost, 1, 0, fmt.Sprintf("user %s: cannot look up its email %s: %s", u.id, u.email, problem(status, body, err))
+		case status == http.StatusNotFound || json.Unmarshal(body, &byEmail) != nil || byEmail.ID != u.id:
+			lost++
+			if msg == "" {
+				msg = fmt.Sprintf("email %s: answered %d %.100q, want user %s", u.email, status, body, u.id)
+			}
+		}
 	}
 	if u.sent == 0 {
 		return lost, 0, 0, msg

@@ -47,8 +47,11 @@ var schema = []string{
 
 // applySchema runs the schema on every shard. Two instances starting at
 // once may race on IF NOT EXISTS (a unique violation in the catalog); the
-// loser tries again.
+// loser tries again. A statement that fails on some shard (one that is
+// down) does not keep the later ones from the shards that work; the first
+// failure is returned once all have run.
 func applySchema(ctx context.Context, r *router.Router) error {
+	var first error
 	for _, stmt := range schema {
 		var err error
 		for attempt := 0; attempt < 3; attempt++ {
@@ -57,9 +60,12 @@ func applySchema(ctx context.Context, r *router.Router) error {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if err != nil {
-			return err
+		if err != nil && first == nil {
+			first = err
 		}
+	}
+	if first != nil {
+		return first
 	}
 	return awaitReplicas(ctx, r, 10*time.Second)
 }
