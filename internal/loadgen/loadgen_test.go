@@ -33,8 +33,8 @@ type api struct {
 	next   int64
 	first  map[string]string
 	names  map[string]string
-	email  map[string]string // user -> email
-	owner  map[string]string // email -> user
+	email  map[string]string  // user -> email
+	owner  map[string]string  // email -> user
 	posts  map[string][]int64 // per user, oldest first
 	bodies map[int64]string
 	keys   map[string][]byte // Idempotency-Key -> the first answer
