@@ -297,7 +297,7 @@ func (s *Set) acquire(ctx context.Context, n *node, fallback string) (target, er
 	actx, w := s.watch(ctx, n)
 	conn, err := n.pool.Acquire(actx)
 	w.stop()
-	if err != nil && w.fired() {
+	if err != nil && w.didFire() {
 		err = fmt.Errorf("%w (%s): %w", errNoAnswer, s.attempt, err)
 	}
 	if err != nil {
@@ -343,22 +343,21 @@ func (s *Set) indexOf(n *node) string {
 }
 
 // watchdog abandons a read attempt on a node that has stopped answering:
-// after AttemptTimeout it cancels the attempt if the node has answered no
-// check for AttemptTimeout either; otherwise the read is merely slow, and
-// it looks again when that would be the case.
+// after AttemptTimeout it gives up if the node has answered no check for
+// AttemptTimeout either; otherwise the read is merely slow, and it looks
+// again when that would be the case.
 type watchdog struct {
-	mu        sync.Mutex
-	timer     *time.Timer
-	cancel    context.CancelCauseFunc
-	stopped   bool
-	firedFlag bool
+	mu      sync.Mutex
+	timer   *time.Timer
+	giveUp  func()
+	release func() // after stop; nil for none
+	stopped bool
+	fired   bool
 }
 
-// watch returns the context for one attempt on n and its watchdog; stop
-// the watchdog when the attempt ends.
-func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
-	actx, cancel := context.WithCancelCause(ctx)
-	w := &watchdog{cancel: cancel}
+// newWatchdog starts a watchdog over n that calls giveUp once.
+func (s *Set) newWatchdog(n *node, giveUp func()) *watchdog {
+	w := &watchdog{giveUp: giveUp}
 	// Hold the lock until the timer is stored: the callback takes it too.
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -372,17 +371,34 @@ func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
 			w.timer.Reset(s.attempt - quiet)
 			return
 		}
-		w.firedFlag = true
-		w.cancel(errNoAnswer)
+		w.fired = true
+		w.giveUp()
 	})
+	return w
+}
+
+// watch returns the context for waiting on n (a connection to acquire, a
+// probe), cancelled by a watchdog; stop the watchdog when the wait ends.
+func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
+	actx, cancel := context.WithCancelCause(ctx)
+	w := s.newWatchdog(n, func() { cancel(errNoAnswer) })
+	w.release = func() { cancel(nil) }
 	return actx, w
 }
 
-// fired reports whether the watchdog cancelled the attempt.
-func (w *watchdog) fired() bool {
+// watchConn watches a read sent on c: giving up ends the connection's
+// wait with a past deadline, which breaks it (the pool then drops it).
+// It needs no cancellable context, which would cost pgx a goroutine per
+// query.
+func (s *Set) watchConn(n *node, c *pgxpool.Conn) *watchdog {
+	return s.newWatchdog(n, func() { _ = c.Conn().PgConn().Conn().SetDeadline(time.Now()) })
+}
+
+// didFire reports whether the watchdog gave up on the attempt.
+func (w *watchdog) didFire() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.firedFlag
+	return w.fired
 }
 
 func (w *watchdog) stop() {
@@ -390,5 +406,7 @@ func (w *watchdog) stop() {
 	w.stopped = true
 	w.timer.Stop()
 	w.mu.Unlock()
-	w.cancel(nil)
+	if w.release != nil {
+		w.release()
+	}
 }

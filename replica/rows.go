@@ -50,16 +50,15 @@ func (r *Rows) start(avoid *node) error {
 		}
 		r.tries++
 		r.t, r.served = t, Served{Node: t.n.addr, Role: t.n.status().role}
-		var actx context.Context
-		actx, r.w = r.set.watch(r.ctx, t.n)
+		r.w = r.set.watchConn(t.n, t.conn)
 		if r.opts.Observe {
 			b := &pgx.Batch{}
 			b.Queue(r.sql, r.args...)
 			b.Queue(observeSQL)
-			r.batch = t.conn.SendBatch(actx, b)
+			r.batch = t.conn.SendBatch(r.ctx, b)
 			r.inner, err = r.batch.Query()
 		} else {
-			r.inner, err = t.conn.Query(actx, r.sql, r.args...)
+			r.inner, err = t.conn.Query(r.ctx, r.sql, r.args...)
 		}
 		if err == nil {
 			if t.fallback != "" {
@@ -82,7 +81,7 @@ func (r *Rows) start(avoid *node) error {
 
 // attemptError names the watchdog's cancellation for what it was.
 func (r *Rows) attemptError(err error) error {
-	if err != nil && r.ctx.Err() == nil && r.w != nil && r.w.fired() {
+	if err != nil && r.ctx.Err() == nil && r.w != nil && r.w.didFire() {
 		return fmt.Errorf("node %s: %w (%s): %w", r.t.n.addr, errNoAnswer, r.set.attempt, err)
 	}
 	return err
