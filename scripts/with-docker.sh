@@ -49,7 +49,11 @@ stop_engine() {
 	done
 	kill -KILL "$engine_pid" 2>/dev/null || true
 	wait "$engine_pid" 2>/dev/null || true
-	rm -rf "$engine_dir"
+	# dockerd leaves its network namespace mounted under its exec root.
+	for m in $(awk -v d="$engine_dir" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r); do
+		umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf "$engine_dir" 2>/dev/null || echo "with-docker: could not remove $engine_dir" >&2
 }
 
 if ! engine_answers; then

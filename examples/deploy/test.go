@@ -145,7 +145,8 @@ func test(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				rep.Verify.Unverified, rep.Verify.Users, rep.Verify.Posts)},
 		{"0 read-your-writes violations", rep.StaleReads == 0,
 			fmt.Sprintf("%d of %d checked reads", rep.StaleReads, rep.Checks)},
-		{fmt.Sprintf("HAProxy takes the killed instance out within its check interval (%v)", o.CheckInterval),
+		{fmt.Sprintf("HAProxy takes the killed instance out within its check interval (%v, and %v for the check and for polling HAProxy's statistics)",
+			o.CheckInterval, limit-o.CheckInterval),
 			detect > 0 && detect <= limit, fmt.Sprintf("%v after the kill", detect.Round(time.Millisecond))},
 	}
 	section := renderReport(s, *o, *duration, *rate, *concurrency, rep, checks, events, back)
