@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/replica"
 )
 
 var (
@@ -101,6 +103,10 @@ func (t Target) fail(ctx context.Context, err error) error {
 		switch {
 		case t.r.closed.Load():
 			return fmt.Errorf("shard %s: %w", t.s.name, ErrClosed)
+		case ctx.Err() != nil && errors.Is(err, replica.ErrOutcomeUnknown):
+			// The write was sent before ctx ended and its answer lost: it
+			// may have committed, and the caller must know that.
+			return fmt.Errorf("shard %s: %w: %w", t.s.name, replica.ErrOutcomeUnknown, context.Cause(ctx))
 		case ctx.Err() != nil:
 			// The symptom (no primary, a closed connection) is dropped:
 			// it says nothing of the nodes.
