@@ -162,6 +162,9 @@ func TestFollowFencedRange(t *testing.T) {
 	require.NoError(t, err)
 
 	router.HoldMapUpdates(blocked, false)
+	// Its FenceWait is short, for the refusals above; on a loaded machine
+	// building the new map's sets can take longer.
+	eventually(t, 30*time.Second, "the unblocked router serves version 2", func() bool { return blocked.Stats().Map.Version == 2 })
 	_, err = early.Exec(ctx, ins, id, "unblocked")
 	require.NoError(t, err, "after the fence the write goes to the new owner")
 	require.True(t, rowOn(t, cluster.Shards()[1].Primary, id))
