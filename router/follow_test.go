@@ -157,7 +157,7 @@ func TestFollowFencedRange(t *testing.T) {
 	require.False(t, rowOn(t, cluster.Shards()[0].Primary, id), "nothing committed on the fenced range")
 	require.False(t, rowOn(t, cluster.Shards()[1].Primary, id))
 
-	eventually(t, 10*time.Second, "the other router serves version 2", func() bool { return other.Stats().Map.Version == 2 })
+	eventually(t, 30*time.Second, "the other router serves version 2", func() bool { return other.Stats().Map.Version == 2 })
 	_, err = other.User(id).Exec(ctx, ins, id, "other")
 	require.NoError(t, err)
 
@@ -183,7 +183,7 @@ func TestFollowControlDown(t *testing.T) {
 	p := cluster.Shards()[0].Primary
 	require.NoError(t, p.SuperExec(ctx, "ALTER DATABASE "+db+" ALLOW_CONNECTIONS false"))
 	require.NoError(t, p.SuperExec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", db))
-	eventually(t, 10*time.Second, "Stats says the store is away", func() bool { return r.Stats().Map.ControlError != "" })
+	eventually(t, 30*time.Second, "Stats says the store is away", func() bool { return r.Stats().Map.ControlError != "" })
 	st := r.Stats().Map
 	require.Equal(t, int64(1), st.Version)
 	require.False(t, st.Listening)
@@ -198,7 +198,7 @@ func TestFollowControlDown(t *testing.T) {
 
 	require.NoError(t, p.SuperExec(ctx, "ALTER DATABASE "+db+" ALLOW_CONNECTIONS true"))
 	apply(t, s, storeMap(), "same shards, new version")
-	eventually(t, 10*time.Second, "back on the store", func() bool {
+	eventually(t, 30*time.Second, "back on the store", func() bool {
 		st := r.Stats().Map
 		return st.ControlError == "" && st.Version == 2 && st.Listening
 	})
@@ -242,7 +242,7 @@ func TestFollowReplicasUnderLoad(t *testing.T) {
 		})
 	}
 	wait := func(v int64) {
-		eventually(t, 15*time.Second, fmt.Sprintf("version %d", v), func() bool { return r.Stats().Map.Version == v })
+		eventually(t, 30*time.Second, fmt.Sprintf("version %d", v), func() bool { return r.Stats().Map.Version == v })
 		time.Sleep(500 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -289,7 +289,7 @@ func TestFollowSessionAcrossMove(t *testing.T) {
 
 	m.Shards[0].Range, m.Shards[1].Range = "-20", "20-80"
 	v := apply(t, s, m, "move 20-40 from a to b")
-	eventually(t, 10*time.Second, "the router serves the move", func() bool { return r.Stats().Map.Version == v })
+	eventually(t, 30*time.Second, "the router serves the move", func() bool { return r.Stats().Map.Version == v })
 
 	again, err := router.ParseSession(token)
 	require.NoError(t, err)

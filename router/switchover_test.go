@@ -64,11 +64,11 @@ func TestFollowSwitchoverUnderLoad(t *testing.T) {
 		defer mu.Unlock()
 		return len(acked)
 	}
-	eventually(t, 20*time.Second, "writes before the switchover", func() bool { return count() >= 20 })
+	eventually(t, 30*time.Second, "writes before the switchover", func() bool { return count() >= 20 })
 
 	require.NoError(t, m.SetState("s", topology.StateFenced))
 	v := apply(t, s, m, "switchover: hold writes")
-	eventually(t, 20*time.Second, "the router holds writes", func() bool { return r.Stats().Map.Version == v })
+	eventually(t, 30*time.Second, "the router holds writes", func() bool { return r.Stats().Map.Version == v })
 	before := count()
 	require.NoError(t, next.WaitCaughtUp(ctx, old))
 	require.NoError(t, old.Stop(ctx))
