@@ -55,7 +55,10 @@ type Config struct {
 	// Store, waits when its shard's fence refuses it (the range moved) or
 	// the shard is fenced: the write is retried on the range's owner in
 	// the newest map, and fails with topology.ErrFenced after FenceWait.
-	// A Tx function may then run more than once. Default 10 s.
+	// A Tx function may then run more than once. Reads wait the same way
+	// once the router has read, on a shard's primary (every 500 ms), a
+	// fence that moved the shard's range in a map it does not have yet.
+	// Default 10 s.
 	FenceWait time.Duration
 	// Lookup expands the $VAR and ${VAR} in the Store's DSNs. Default
 	// os.LookupEnv.

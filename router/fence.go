@@ -85,3 +85,23 @@ func (t Target) in(v *view) (Target, bool) {
 	}
 	return out, false
 }
+
+// moved is for a read of a shard whose fence says its range moved in a map
+// newer than its set's: it waits, within FenceWait, for a map at least
+// that new, and returns the target of the same key (or shard) there.
+// Without one, the read fails: a stale map would read data its shard no
+// longer owns.
+func (t Target) moved(ctx context.Context) (Target, error) {
+	f := t.r.follow
+	want := t.s.movedAt.Load()
+	if err := f.await(ctx, want, time.Now().Add(f.wait)); err != nil {
+		return t, fmt.Errorf("router: shard %s: %w (its range moved at map version %d; waited up to %s for it: %v)",
+			t.s.name, topology.ErrFenced, want, f.wait, err)
+	}
+	nt, ok := t.in(t.r.current())
+	if !ok {
+		return t, fmt.Errorf("router: shard %s is no longer in the map", t.s.name)
+	}
+	nt.direct = t.direct
+	return nt, nil
+}

@@ -129,6 +129,7 @@ func openFollowing(ctx context.Context, cfg Config) (*Router, error) {
 	first.version, first.changed, first.applied = m.Version, m.ChangedAt, time.Now()
 	first.meta = make(map[*shardState]shardMeta, len(first.shards))
 	for _, st := range first.shards {
+		st.tag = m.Version
 		sh, _ := m.Shard(st.name)
 		first.meta[st] = shardMeta{tag: m.Version, closed: sh.State == topology.StateFenced, spec: sh}
 	}
@@ -143,10 +144,14 @@ func openFollowing(ctx context.Context, cfg Config) (*Router, error) {
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := r.cancel
 	r.cancel = func() { cancel(); stop() }
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go func() {
 		defer r.wg.Done()
 		f.listen(fctx)
+	}()
+	go func() {
+		defer r.wg.Done()
+		f.watchFences(fctx)
 	}()
 	go func() {
 		defer r.wg.Done()
@@ -390,6 +395,45 @@ func (f *follower) cutover(ctx context.Context, st *shardState) replica.LSN {
 func gains(was, now shard.Range) bool {
 	endsAfter := was.End != 0 && (now.End == 0 || now.End > was.End)
 	return now.Start < was.Start || endsAfter
+}
+
+// fenceWatch is how often a following router reads each shard's fence:
+// once a range has moved, a router that has not heard of it reads the old
+// shard for at most about this long (plus a check), then holds the reads
+// of that shard until it has the map that moved it.
+const fenceWatch = 500 * time.Millisecond
+
+// watchFences reads every shard's fence on its primary each fenceWatch. A
+// fence newer than the shard's set that gives the shard another range (or
+// none) means the router's map is stale for reads too: it marks the shard
+// (see Target.moved) and asks for a reload. A fence that only closes the
+// shard for a switchover leaves reads alone.
+func (f *follower) watchFences(ctx context.Context) {
+	tick := time.NewTicker(fenceWatch)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, st := range f.r.current().shards {
+			var version int64
+			var rng string
+			cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			err := st.set.ReadRow(cctx, replica.ReadOptions{Primary: true}, "SELECT version, range FROM pgshard.fence").Scan(&version, &rng)
+			cancel()
+			if err != nil || version <= st.tag || rng == st.rng.String() {
+				continue // no fence (or none readable now), or one this set already follows
+			}
+			if st.movedAt.Load() < version {
+				st.movedAt.Store(version)
+				f.r.log.Warn("topology: a shard's fence says its range moved in a newer map: holding its reads until this router has it",
+					"shard", st.name, "fence_version", version, "map_version", f.r.current().version)
+			}
+			f.askReload()
+		}
+	}
 }
 
 // awaitListeners waits, within twice the connect timeout, until the new

@@ -161,6 +161,16 @@ func TestFollowFencedRange(t *testing.T) {
 	_, err = other.User(id).Exec(ctx, ins, id, "other")
 	require.NoError(t, err)
 
+	// Its reads follow the fence too: once it reads the fence of a, the
+	// router, still on version 1, stops reading a (the range moved).
+	eventually(t, 30*time.Second, "the blocked router holds reads of a", func() bool {
+		var v string
+		err := blocked.User(id).QueryRow(ctx, "SELECT v FROM fence_rows WHERE id = $1", id).Scan(&v)
+		return errors.Is(err, topology.ErrFenced)
+	})
+	_, err = early.Query(ctx, "SELECT v FROM fence_rows WHERE id = $1", id)
+	require.ErrorIs(t, err, topology.ErrFenced)
+
 	router.HoldMapUpdates(blocked, false)
 	// Its FenceWait is short, for the refusals above; on a loaded machine
 	// building the new map's sets can take longer.
@@ -173,6 +183,9 @@ func TestFollowFencedRange(t *testing.T) {
 	require.Equal(t, int64(2), st.Version)
 	require.True(t, st.Following)
 	require.Equal(t, "b", blocked.User(id).Shard())
+	var v string
+	require.NoError(t, early.QueryRow(router.WithPrimary(ctx), "SELECT v FROM fence_rows WHERE id = $1", id).Scan(&v))
+	require.Equal(t, "unblocked", v, "a read through the old target goes to the new owner")
 }
 
 func TestFollowControlDown(t *testing.T) {

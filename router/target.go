@@ -71,6 +71,12 @@ func (t Target) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 	if err := t.usable(ctx); err != nil {
 		return nil, err
 	}
+	if t.s.movedAt.Load() > t.s.tag {
+		var err error
+		if t, err = t.moved(ctx); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := t.s.set.Read(ctx, t.readOptions(ctx), sql, args...)
 	if err != nil {
 		return nil, t.fail(ctx, err)
@@ -82,6 +88,12 @@ func (t Target) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 func (t Target) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	if err := t.usable(ctx); err != nil {
 		return errRow{err}
+	}
+	if t.s.movedAt.Load() > t.s.tag {
+		var err error
+		if t, err = t.moved(ctx); err != nil {
+			return errRow{err}
+		}
 	}
 	return row{t: t, ctx: ctx, row: t.s.set.ReadRow(ctx, t.readOptions(ctx), sql, args...)}
 }

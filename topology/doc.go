@@ -29,4 +29,10 @@
 // write that began under the old map commits after the fence. Until a
 // shard loses a range it has no trigger, so steady state costs nothing;
 // see BENCHMARKS.md for what the trigger costs once installed.
+//
+// Reads follow the fence too: a router that follows the store reads each
+// shard's fence on its primary every 500 ms, and once a fence says the
+// shard's range moved in a map it does not have, it holds that shard's
+// reads until it has that map; so a router that missed a change reads a
+// moved range's old copy for about a second at most.
 package topology
