@@ -45,7 +45,7 @@ func serveUntilCancelled(t *testing.T, args ...string) {
 
 	url := regexp.MustCompile(`server on (http://127\.0\.0\.1:\d+)`)
 	var base string
-	for deadline := time.Now().Add(20 * time.Second); base == ""; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); base == ""; time.Sleep(10 * time.Millisecond) {
 		if m := url.FindStringSubmatch(stdout.String()); m != nil {
 			base = m[1]
 		}
@@ -55,7 +55,7 @@ func serveUntilCancelled(t *testing.T, args ...string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no banner within 20s: %q", stdout.String())
+			t.Fatalf("no banner within 60s (a dev cluster, its topology store and a router to start on a loaded machine): %q", stdout.String())
 		}
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
