@@ -186,9 +186,9 @@ var chaosMethod = []string{
 		"*time to recover* from the repair to the first that shows the recovery; each scenario's notes define its own.",
 	"**True replica lag.** A sampler asks every node for its WAL position every 10 ms (20 ms in the short suite) on " +
 		"its own connection: `pg_current_wal_lsn()` on a primary, `pg_last_wal_replay_lsn()` on a replica, keeping " +
-		"when each query was sent and answered. Every read a replica's pool serves is traced by a pgx tracer " +
-		"installed through `replica.Options.ConfigurePool` (the library's own position probes excluded), with the " +
-		"instants it started and ended. Upper bound: for a read that starts at t on a replica whose last sample before " +
+		"when each query was sent and answered. Every read attempt a replica serves is reported by the library's " +
+		"Tracer (`router.Config.Tracer`: a ReadEvent with the node, its duration and its error), so the instants it " +
+		"started and ended are known and the library's own probes are not counted. Upper bound: for a read that starts at t on a replica whose last sample before " +
 		"t read L, the true lag is at most t minus the send instant of the latest primary sample that read a position " +
 		"<= L: with synchronous_commit on, everything then visible on the primary was at or before L. Lower bound: the read saw " +
 		"no more than the replica's first sample sent after the read ended, L'; it misses what the primary wrote past " +
