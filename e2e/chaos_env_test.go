@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,8 @@ type chaosLengths struct {
 	terminations int           // 5: how many times
 	exhaust      time.Duration // 6: the overload
 	delayed      time.Duration // 7: how long the replica is delayed
+	frozen       time.Duration // 9: how long the primary is frozen
+	frozenReqTO  time.Duration // 9: the instance's request timeout
 	clients      int           // loadgen's virtual clients
 	users        int           // loadgen's user population
 	sampleEvery  time.Duration // the WAL position sampler's period
@@ -42,10 +45,10 @@ type chaosLengths struct {
 var (
 	chaosShort = chaosLengths{warm: time.Second, storm: 4 * time.Second, down: 1500 * time.Millisecond,
 		after: time.Second, promoteGap: 500 * time.Millisecond, listenerRun: 2400 * time.Millisecond, terminations: 2,
-		exhaust: 2 * time.Second, delayed: 2 * time.Second, clients: 12, users: 200, sampleEvery: 20 * time.Millisecond}
+		exhaust: 2 * time.Second, delayed: 2 * time.Second, frozen: 3 * time.Second, frozenReqTO: 1500 * time.Millisecond, clients: 12, users: 200, sampleEvery: 20 * time.Millisecond}
 	chaosFull = chaosLengths{full: true, warm: 10 * time.Second, storm: 60 * time.Second, down: 5 * time.Second,
 		after: 10 * time.Second, promoteGap: 2 * time.Second, listenerRun: 30 * time.Second, terminations: 10,
-		exhaust: 30 * time.Second, delayed: 10 * time.Second, clients: 16, users: 2000, sampleEvery: 10 * time.Millisecond}
+		exhaust: 30 * time.Second, delayed: 10 * time.Second, frozen: 10 * time.Second, frozenReqTO: 5 * time.Second, clients: 16, users: 2000, sampleEvery: 10 * time.Millisecond}
 )
 
 // The replica defaults the scenarios run with (replica.Options' zero values).
@@ -75,6 +78,12 @@ type chaosEnv struct {
 	tl     *chaosTimeline
 	trace  *readTrace
 	pos    *posSampler
+
+	// requestTimeout is the instances' request timeout; 0 means
+	// chaosRequestTimeout.
+	requestTimeout time.Duration
+	// readPercent is loadgen's share of reads; 0 means 80.
+	readPercent int
 
 	mu        sync.Mutex
 	events    []chaosEvent
@@ -196,7 +205,7 @@ func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), p
 	require.NoError(t, err)
 	t.Cleanup(r.Close)
 	srv, err := app.New(ctx, r, app.Options{NodeID: nodeID, Logger: log, Redactor: red, Cache: topo.Cache,
-		MaxLag: topo.MaxLag(), Instance: name, RequestTimeout: chaosRequestTimeout})
+		MaxLag: topo.MaxLag(), Instance: name, RequestTimeout: cmp.Or(e.requestTimeout, chaosRequestTimeout)})
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	// The schema has just been applied: a replica that has not replayed it
@@ -247,7 +256,7 @@ func (e *chaosEnv) load(clients int, targets ...*chaosInstance) *loadRun {
 	go func() {
 		defer close(lr.done)
 		lr.rep, lr.err = loadgen.Run(ctx, loadgen.Options{
-			Targets: urls, Duration: time.Hour, Concurrency: clients, Users: e.len.users, ReadPercent: 80,
+			Targets: urls, Duration: time.Hour, Concurrency: clients, Users: e.len.users, ReadPercent: cmp.Or(e.readPercent, 80),
 			Seed: uint64(time.Now().UnixNano()), Observe: e.tl.observer("load"),
 		})
 	}()

@@ -121,9 +121,13 @@ func (e *chaosEnv) clients(res *chaosResult, rep *loadgen.Report) {
 	obs := e.tl.all(nil)
 	res.Requests = len(obs)
 	res.Errors = errorsByStatus(obs)
-	res.Violations += rep.StaleReads
+	res.Violations += rep.StaleReads + rep.Verify.Duplicates + rep.Verify.Phantoms
 	res.Lost = rep.Verify.Lost
 	e.expect(res, rep.StaleReads == 0, "0 read-your-writes violations", fmt.Sprintf("%d of %d checked reads", rep.StaleReads, rep.Checks))
+	e.expect(res, rep.Verify.Duplicates == 0, "0 posts made twice (every POST carries an Idempotency-Key; a 504 or a lost answer is retried with it)",
+		fmt.Sprintf("%d duplicated; %d POSTs retried, %d still unknown after the retries", rep.Verify.Duplicates, rep.Retries, rep.Unresolved))
+	e.expect(res, rep.Verify.Phantoms == 0, "0 posts answered 503 (nothing committed) that exist all the same",
+		fmt.Sprintf("%d of the posts refused with a 5xx other than 504", rep.Verify.Phantoms))
 	verified := fmt.Sprintf("%d lost, %d unverifiable, of %d users and %d posts re-read", rep.Verify.Lost,
 		rep.Verify.Unverified, rep.Verify.Users, rep.Verify.Posts)
 	if why := e.starvation(rep.Verify.Samples); rep.Verify.Lost == 0 && rep.Verify.Unverified > 0 && why != "" {

@@ -47,6 +47,7 @@ var chaosScenarios = []chaosScenario{
 	{6, "ConnectionExhaustion", chaosExhaustion},
 	{7, "SlowReplica", chaosSlowReplica},
 	{8, "TopologyChange", chaosTopologyChange},
+	{9, "FrozenPrimary", chaosFrozenPrimary},
 }
 
 // TestChaos runs every scenario in turn, each on a cluster of its own (one

@@ -83,6 +83,9 @@ type ownedUser struct {
 	names []string // the names it may have: one after an acknowledged write, more after unacknowledged ones
 	posts []int64  // acknowledged posts
 	sent  int      // posts sent, acknowledged or not
+	// refused are the marks of posts answered 5xx other than 504: the
+	// server said nothing was committed, so none may appear.
+	refused []string
 }
 
 func newClient(id int, run *runState, seed uint64) *client {
@@ -360,7 +363,11 @@ func (c *client) rename(ctx context.Context) {
 func (c *client) createPost(ctx context.Context) {
 	u := c.pickOwn()
 	u.sent++
-	r := c.post(ctx, routeCreatePost, "/users/"+u.id+"/posts", map[string]string{"body": c.newBody()})
+	body := c.newBody()
+	r := c.post(ctx, routeCreatePost, "/users/"+u.id+"/posts", map[string]string{"body": body})
+	if r.status >= 500 && r.status != http.StatusGatewayTimeout {
+		u.refused = append(u.refused, postMark(body))
+	}
 	switch r.status {
 	case http.StatusCreated:
 		var p postDoc

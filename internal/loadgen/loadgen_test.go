@@ -28,6 +28,9 @@ type api struct {
 	lostAnswers, ignoreKeys bool
 	// twoOwners gives an email to every user who asks, not only the first.
 	twoOwners bool
+	// phantoms: every third post is kept but answered 503, which promises
+	// that nothing was committed.
+	phantoms bool
 
 	mu     sync.Mutex
 	next   int64
@@ -121,6 +124,10 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			b, _ := json.Marshal(map[string]string{"id": strconv.FormatInt(a.next, 10), "user_id": uid})
 			a.keys[key] = b
+			if a.phantoms && a.writes%3 == 0 {
+				reply(503, map[string]string{"error": "no primary"})
+				return
+			}
 			if a.lostAnswers && a.writes%3 == 0 {
 				reply(504, map[string]string{"error": "outcome unknown"})
 				return
@@ -160,6 +167,7 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 		{"lost posts", func(a *api) { a.losePosts = true }, true},
 		{"lost answers, keys honoured", func(a *api) { a.lostAnswers = true }, false},
 		{"lost answers, keys ignored", func(a *api) { a.lostAnswers, a.ignoreKeys = true, true }, true},
+		{"posts refused 503 but kept", func(a *api) { a.phantoms = true }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,6 +185,10 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 			assert.NotZero(t, rep.Verify.Users, "users verified")
 			assert.Contains(t, out.String(), map[bool]string{true: "FAIL:", false: "OK:"}[tc.violations])
 			assert.Zero(t, a.noKey, "POSTs sent without an Idempotency-Key")
+			if a.phantoms {
+				assert.NotZero(t, rep.Verify.Phantoms, "refused posts found")
+				assert.Contains(t, out.String(), "refused but committed")
+			}
 			if a.lostAnswers {
 				assert.NotZero(t, rep.Retries, "POSTs retried after a 504")
 				assert.Contains(t, out.String(), "retried with their Idempotency-Key")

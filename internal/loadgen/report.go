@@ -38,10 +38,10 @@ type RouteStats struct {
 }
 
 // Violations counts the consistency failures: stale reads during the load,
-// writes lost at the end, writes that could not be read back at all, and
-// posts made twice.
+// writes lost at the end, writes that could not be read back at all,
+// posts made twice, and posts refused (5xx but 504) that exist anyway.
 func (r *Report) Violations() int {
-	return r.StaleReads + r.Verify.Lost + r.Verify.Unverified + r.Verify.Duplicates
+	return r.StaleReads + r.Verify.Lost + r.Verify.Unverified + r.Verify.Duplicates + r.Verify.Phantoms
 }
 
 // Failed says whether the run found a violation: the command exits non-zero.
@@ -135,8 +135,8 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintln(w, "  (429: the server's per-IP rate limit; start it with -rate 0 for load tests)")
 	}
 	v := r.Verify
-	fmt.Fprintf(w, "consistency: %d stale reads of %d checked; final re-read of %d users and %d posts in %s: %d lost, %d unverifiable, %d duplicated\n",
-		r.StaleReads, r.Checks, v.Users, v.Posts, v.Elapsed.Round(time.Millisecond), v.Lost, v.Unverified, v.Duplicates)
+	fmt.Fprintf(w, "consistency: %d stale reads of %d checked; final re-read of %d users and %d posts in %s: %d lost, %d unverifiable, %d duplicated, %d refused but committed\n",
+		r.StaleReads, r.Checks, v.Users, v.Posts, v.Elapsed.Round(time.Millisecond), v.Lost, v.Unverified, v.Duplicates, v.Phantoms)
 	if r.Retries > 0 || r.Unresolved > 0 {
 		fmt.Fprintf(w, "outcome unknown (504 or no answer): %d POSTs retried with their Idempotency-Key; %d still unknown after %d retries\n",
 			r.Retries, r.Unresolved, maxRetries)

@@ -19,6 +19,9 @@ type VerifyResult struct {
 	Posts      int      // acknowledged posts looked for
 	Lost       int      // acknowledged writes missing or overwritten
 	Duplicates int      // posts made twice: a write retried with its Idempotency-Key must be made once
+	// Phantoms are posts answered 5xx other than 504 (nothing committed,
+	// the server said) that exist all the same.
+	Phantoms int
 	Unverified int      // users whose reads kept failing, so could not be checked
 	Samples    []string // the first few problems
 	Elapsed    time.Duration
@@ -38,12 +41,13 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 		res VerifyResult
 		wg  sync.WaitGroup
 	)
-	note := func(lost, unverified, dups int, msg string) {
+	note := func(lost, unverified, dups, phantoms int, msg string) {
 		mu.Lock()
 		defer mu.Unlock()
 		res.Lost += lost
 		res.Unverified += unverified
 		res.Duplicates += dups
+		res.Phantoms += phantoms
 		if msg != "" && len(res.Samples) < 10 {
 			res.Samples = append(res.Samples, msg)
 		}
@@ -51,8 +55,8 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 	for range run.opts.Concurrency {
 		wg.Go(func() {
 			for it := range items {
-				lost, unverified, dups, msg := verifyUser(ctx, run, it.c.token, it.u)
-				note(lost, unverified, dups, msg)
+				v := verifyUser(ctx, run, it.c.token, it.u)
+				note(v.lost, v.unverified, v.dups, v.phantoms, v.msg)
 			}
 		})
 	}
@@ -69,16 +73,27 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 	return res
 }
 
+// userCheck is what the final check found of one user.
+type userCheck struct {
+	lost, unverified, dups, phantoms int
+	msg                              string // the first problem
+}
+
 // verifyUser re-reads one user and its posts: the acknowledged writes
-// lost, whether it could not be read, the posts made twice, and a message
-// on the first problem.
-func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) (lost, unverified, dups int, msg string) {
+// lost, whether it could not be read, the posts made twice, the posts
+// refused that exist anyway, and a message on the first problem.
+func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) userCheck {
+	lost, unverified, dups, phantoms, msg := verifyUser1(ctx, run, token, u)
+	return userCheck{lost, unverified, dups, phantoms, msg}
+}
+
+func verifyUser1(ctx context.Context, run *runState, token string, u *ownedUser) (lost, unverified, dups, phantoms int, msg string) {
 	status, body, err := get(ctx, run, token, "/users/"+u.id)
 	switch {
 	case err != nil || (status != http.StatusOK && status != http.StatusNotFound):
-		return 0, 1, 0, fmt.Sprintf("user %s: cannot read it back: %s", u.id, problem(status, body, err))
+		return 0, 1, 0, 0, fmt.Sprintf("user %s: cannot read it back: %s", u.id, problem(status, body, err))
 	case status == http.StatusNotFound:
-		return 1 + len(u.posts), 0, 0, fmt.Sprintf("user %s: acknowledged creation, missing at the end", u.id)
+		return 1 + len(u.posts), 0, 0, 0, fmt.Sprintf("user %s: acknowledged creation, missing at the end", u.id)
 	}
 	var got userDoc
 	if json.Unmarshal(body, &got) != nil || !slices.Contains(u.names, got.Name) {
@@ -100,7 +115,7 @@ func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) 
 		}
 	}
 	if u.sent == 0 {
-		return lost, 0, 0, msg
+		return lost, 0, 0, 0, msg
 	}
 	seen := map[int64]bool{}
 	marks := map[string]int{}
@@ -109,11 +124,11 @@ func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) 
 		path := "/users/" + u.id + "/posts?limit=100" + before
 		status, body, err := get(ctx, run, token, path)
 		if err != nil || status != http.StatusOK {
-			return lost, 1, 0, fmt.Sprintf("user %s: cannot list its posts: %s", u.id, problem(status, body, err))
+			return lost, 1, 0, 0, fmt.Sprintf("user %s: cannot list its posts: %s", u.id, problem(status, body, err))
 		}
 		var page postsDoc
 		if err := json.Unmarshal(body, &page); err != nil {
-			return lost, 1, 0, fmt.Sprintf("user %s: unreadable posts page %.100q", u.id, body)
+			return lost, 1, 0, 0, fmt.Sprintf("user %s: unreadable posts page %.100q", u.id, body)
 		}
 		for _, p := range page.Posts {
 			id, _ := strconv.ParseInt(p.ID, 10, 64)
@@ -143,7 +158,15 @@ func verifyUser(ctx context.Context, run *runState, token string, u *ownedUser) 
 			}
 		}
 	}
-	return lost, 0, dups, msg
+	for _, m := range u.refused {
+		if marks[m] > 0 {
+			phantoms++
+			if msg == "" {
+				msg = fmt.Sprintf("user %s: post %q was answered 5xx (nothing committed) but exists", u.id, m)
+			}
+		}
+	}
+	return lost, 0, dups, phantoms, msg
 }
 
 // get reads a path, trying again on errors that may pass (transport, 429,
