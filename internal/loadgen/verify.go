@@ -15,13 +15,13 @@ import (
 
 // VerifyResult is the final check: every acknowledged write, read back.
 type VerifyResult struct {
-	Users      int      // users re-read
-	Posts      int      // acknowledged posts looked for
-	Lost       int      // acknowledged writes missing or overwritten
-	Duplicates int      // posts made twice: a write retried with its Idempotency-Key must be made once
+	Users      int // users re-read
+	Posts      int // acknowledged posts looked for
+	Lost       int // acknowledged writes missing or overwritten
+	Duplicates int // posts made twice: a write retried with its Idempotency-Key must be made once
 	// Phantoms are posts answered 5xx other than 504 (nothing committed,
 	// the server said) that exist all the same.
-	Phantoms int
+	Phantoms   int
 	Unverified int      // users whose reads kept failing, so could not be checked
 	Samples    []string // the first few problems
 	Elapsed    time.Duration
