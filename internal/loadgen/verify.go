@@ -106,7 +106,7 @@ func verifyUser1(ctx context.Context, run *runState, token string, u *ownedUser)
 		var byEmail userDoc
 		switch {
 		case err != nil || (status != http.StatusOK && status != http.StatusNotFound):
-			return lost, 1, 0, fmt.Sprintf("user %s: cannot look up its email %s: %s", u.id, u.email, problem(status, body, err))
+			return lost, 1, 0, 0, fmt.Sprintf("user %s: cannot look up its email %s: %s", u.id, u.email, problem(status, body, err))
 		case status == http.StatusNotFound || json.Unmarshal(body, &byEmail) != nil || byEmail.ID != u.id:
 			lost++
 			if msg == "" {
