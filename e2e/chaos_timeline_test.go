@@ -33,7 +33,14 @@ type chaosObs struct {
 func (o *chaosObs) failed() bool { return o.status == 0 || o.status >= 500 }
 
 // isError counts as loadgen does: transport errors and every 4xx or 5xx.
-func (o *chaosObs) isError() bool { return o.status == 0 || o.status >= 400 }
+// A 409 to a create with an email already taken is the answer loadgen
+// expects (it draws emails from a pool half the population's size).
+func (o *chaosObs) isError() bool {
+	if o.route == "POST /users (email)" && o.status == http.StatusConflict {
+		return false
+	}
+	return o.status == 0 || o.status >= 400
+}
 
 func (o *chaosObs) ok() bool { return o.status >= 200 && o.status < 300 }
 
@@ -64,7 +71,7 @@ func (tl *chaosTimeline) add(src string, o loadgen.Observation) {
 		c.body = errorText(o.Body, o.Err)
 	}
 	var created int64
-	if o.Route == "POST /users" && o.Status == http.StatusCreated {
+	if (o.Route == "POST /users" || o.Route == "POST /users (email)") && o.Status == http.StatusCreated {
 		created, _ = idIn(o.Header.Get("Location"))
 	}
 	tl.mu.Lock()
