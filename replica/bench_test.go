@@ -27,6 +27,10 @@ func BenchmarkPointRead(b *testing.B) {
 	if _, err := s.Exec(ctx, "INSERT INTO bench SELECT g, 'value ' || g FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"); err != nil {
 		b.Fatal(err)
 	}
+	// The bare pool reads the replica directly: it must have the rows.
+	if err := sh.Replicas[0].WaitCaughtUp(ctx, sh.Primary); err != nil {
+		b.Fatal(err)
+	}
 	pool, err := pgxpool.New(ctx, sh.Replicas[0].DSN())
 	if err != nil {
 		b.Fatal(err)
