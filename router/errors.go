@@ -98,6 +98,7 @@ func (t Target) fail(ctx context.Context, err error) error {
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
+	err = t.r.noteFence(err)
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		switch {

@@ -105,3 +105,23 @@ func (t Target) moved(ctx context.Context) (Target, error) {
 	nt.direct = t.direct
 	return nt, nil
 }
+
+// noteFence turns a fence's refusal into a *topology.FenceError (which
+// still unwraps to the server's error), and asks a following router to
+// reload: the calls that are not retried (SendBatch, CopyFrom, BeginTx,
+// whose statements or rows cannot be sent again) fail with it, and the
+// next call finds the new map.
+func (r *Router) noteFence(err error) error {
+	fe, ok := topology.IsFenced(err)
+	if !ok {
+		return err
+	}
+	if r.follow != nil {
+		r.follow.askReload()
+	}
+	var already *topology.FenceError
+	if errors.As(err, &already) {
+		return err
+	}
+	return fe
+}

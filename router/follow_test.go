@@ -154,6 +154,10 @@ func TestFollowFencedRange(t *testing.T) {
 		return err
 	})
 	require.ErrorIs(t, err, topology.ErrFenced)
+	batch := &pgx.Batch{}
+	batch.Queue(ins, id, "blocked batch")
+	err = early.SendBatch(ctx, batch).Close()
+	require.ErrorIs(t, err, topology.ErrFenced, "a batch is not retried, but fails as fenced")
 	require.False(t, rowOn(t, cluster.Shards()[0].Primary, id), "nothing committed on the fenced range")
 	require.False(t, rowOn(t, cluster.Shards()[1].Primary, id))
 
