@@ -57,14 +57,27 @@ func (s *Set) writeConn(ctx context.Context) (target, error) {
 	}
 	actx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
 	defer cancel()
-	t, err := s.acquire(actx, p, "")
-	if err != nil {
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		t, err := s.acquire(actx, p, "")
+		if err == nil {
+			return t, nil
+		}
 		if ctx.Err() != nil {
 			return target{}, setError(s.name, fmt.Errorf("node %s: %w", p.addr, ctx.Err()))
 		}
-		return target{}, setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, p.addr, errors.Unwrap(err)))
+		if classify(context.Background(), err) != errBusy {
+			return target{}, setError(s.name, fmt.Errorf("%w: %s: %w", ErrNoPrimary, p.addr, errors.Unwrap(err)))
+		}
+		// The primary is up but refused a new session (its connection
+		// slots are taken, say): a pooled connection released meanwhile
+		// takes the write. Until ConnectTimeout, then the refusal, which
+		// is not "no primary".
+		select {
+		case <-time.After(wait):
+		case <-actx.Done():
+			return target{}, setError(s.name, fmt.Errorf("node %s is up but refused a session: %w", p.addr, errors.Unwrap(err)))
+		}
 	}
-	return t, nil
 }
 
 // resend reports whether a write that failed with err may be sent again:
