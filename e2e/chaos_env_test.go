@@ -37,6 +37,11 @@ type chaosLengths struct {
 	delayed      time.Duration // 7: how long the replica is delayed
 	frozen       time.Duration // 9: how long the primary is frozen
 	frozenReqTO  time.Duration // 9: the instance's request timeout
+	blipPause    time.Duration // 10: replay paused this long before the primary's blip
+	cutoff       time.Duration // 11: how long instance b is cut off from the primary
+	kills        int           // 12: rounds of terminations
+	killEvery    time.Duration // 12: between terminations
+	slots        time.Duration // 12: how long the connection slots stay taken
 	clients      int           // loadgen's virtual clients
 	users        int           // loadgen's user population
 	sampleEvery  time.Duration // the WAL position sampler's period
@@ -45,10 +50,14 @@ type chaosLengths struct {
 var (
 	chaosShort = chaosLengths{warm: time.Second, storm: 4 * time.Second, down: 1500 * time.Millisecond,
 		after: time.Second, promoteGap: 500 * time.Millisecond, listenerRun: 2400 * time.Millisecond, terminations: 2,
-		exhaust: 2 * time.Second, delayed: 2 * time.Second, frozen: 3 * time.Second, frozenReqTO: 1500 * time.Millisecond, clients: 12, users: 200, sampleEvery: 20 * time.Millisecond}
+		exhaust: 2 * time.Second, delayed: 2 * time.Second, frozen: 3 * time.Second, frozenReqTO: 1500 * time.Millisecond,
+		blipPause: 1500 * time.Millisecond, cutoff: 2 * time.Second, kills: 3, killEvery: 300 * time.Millisecond,
+		slots: time.Second, clients: 12, users: 200, sampleEvery: 20 * time.Millisecond}
 	chaosFull = chaosLengths{full: true, warm: 10 * time.Second, storm: 60 * time.Second, down: 5 * time.Second,
 		after: 10 * time.Second, promoteGap: 2 * time.Second, listenerRun: 30 * time.Second, terminations: 10,
-		exhaust: 30 * time.Second, delayed: 10 * time.Second, frozen: 10 * time.Second, frozenReqTO: 5 * time.Second, clients: 16, users: 2000, sampleEvery: 10 * time.Millisecond}
+		exhaust: 30 * time.Second, delayed: 10 * time.Second, frozen: 10 * time.Second, frozenReqTO: 5 * time.Second,
+		blipPause: 9 * time.Second, cutoff: 15 * time.Second, kills: 15, killEvery: time.Second,
+		slots: 10 * time.Second, clients: 16, users: 2000, sampleEvery: 10 * time.Millisecond}
 )
 
 // The replica defaults the scenarios run with (replica.Options' zero values).
@@ -107,14 +116,8 @@ func newChaosEnv(t *testing.T, name string, c *pgcluster.Cluster, l chaosLengths
 	}
 	m, err := shard.NewMap(assign)
 	require.NoError(t, err)
-	replicas := map[int]bool{}
-	for _, sh := range c.Shards() {
-		for _, r := range sh.Replicas {
-			replicas[r.Port()] = true
-		}
-	}
 	e := &chaosEnv{t: t, name: name, c: c, len: l, began: time.Now(), shards: m, tl: newChaosTimeline(m),
-		trace: &readTrace{replicas: replicas}}
+		trace: &readTrace{}}
 	e.pos = startPosSampler(c, l.sampleEvery)
 	t.Cleanup(e.pos.stop)
 	return e
@@ -176,8 +179,7 @@ type chaosInstance struct {
 // server starts an instance of the reference server in this process, with
 // the replica defaults the issue names (checks every 250 ms, MaxLag 1 s,
 // EjectAfter 1, AdmitAfter 2). tune may change its topology, and pool its
-// pools' configuration. Its router reports every read attempt to the
-// env's trace.
+// pools' configuration. Its router's Tracer records into e.trace.
 func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), pool func(*pgxpool.Config)) *chaosInstance {
 	t := e.t
 	t.Helper()
@@ -189,6 +191,7 @@ func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), p
 	red := app.NewRedactor(topo)
 	log := slog.New(red.Handler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	cfg := topo.RouterConfig(log)
+	cfg.Tracer = e.trace.tracer(name)
 	maxConns := cfg.Replica.ConfigurePool
 	cfg.Replica.ConfigurePool = func(info replica.PoolInfo, pc *pgxpool.Config) {
 		if maxConns != nil {
@@ -198,7 +201,6 @@ func (e *chaosEnv) server(name string, nodeID int64, tune func(*app.Topology), p
 			pool(pc)
 		}
 	}
-	cfg.Tracer = e.trace.tracer()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, cfg)

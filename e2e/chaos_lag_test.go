@@ -257,14 +257,15 @@ type lagCheck struct {
 }
 
 // checkReplicaReads bounds the true lag of every replica read that started
-// in [from, to) and counts those past maxLag.
-func (e *chaosEnv) checkReplicaReads(from, to time.Time, maxLag time.Duration) lagCheck {
+// in [from, to), of those keep says yes to (nil: all), and counts those
+// past maxLag.
+func (e *chaosEnv) checkReplicaReads(from, to time.Time, maxLag time.Duration, keep func(*tracedRead) bool) lagCheck {
 	e.trace.mu.Lock()
 	reads := append([]tracedRead(nil), e.trace.reads...)
 	e.trace.mu.Unlock()
 	c := lagCheck{perNode: map[int]int{}}
 	for _, r := range reads {
-		if r.failed || r.start.Before(from) || !r.start.Before(to) {
+		if r.failed || r.start.Before(from) || !r.start.Before(to) || (keep != nil && !keep(&r)) {
 			continue
 		}
 		c.reads++

@@ -101,7 +101,7 @@ func chaosSlowReplica(t *testing.T, e *chaosEnv) *chaosResult {
 		}
 	})
 	trueLag := e.pos.maxLag(port, delayed, undelayed)
-	lc := e.checkReplicaReads(delayed.Add(-e.len.warm), undelayed.Add(e.len.after), chaosMaxLag)
+	lc := e.checkReplicaReads(delayed.Add(-e.len.warm), undelayed.Add(e.len.after), chaosMaxLag, nil)
 	obs := e.tl.all(nil)
 	errs := countObs(obs, (*chaosObs).isError)
 	res.Injected = fmt.Sprintf("recovery_min_apply_delay = 2s on shard0-replica1 for %s, then 0", fmtDur(e.len.delayed))

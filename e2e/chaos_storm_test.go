@@ -48,7 +48,7 @@ func chaosLagStorm(t *testing.T, e *chaosEnv) *chaosResult {
 	e.clients(res, rep)
 
 	f := pauseFigures(a.stats, eps, ended)
-	lc := e.checkReplicaReads(began.Add(-warm), ended.Add(2*time.Second), chaosMaxLag)
+	lc := e.checkReplicaReads(began.Add(-warm), ended.Add(2*time.Second), chaosMaxLag, nil)
 	whilePaused := e.readsWhile(func(port int, at time.Time) bool {
 		return slices.ContainsFunc(eps, func(ep replayEpisode) bool {
 			return ep.n.Port() == port && !at.Before(ep.paused) && at.Before(ep.resumed)

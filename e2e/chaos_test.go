@@ -48,6 +48,11 @@ var chaosScenarios = []chaosScenario{
 	{7, "SlowReplica", chaosSlowReplica},
 	{8, "TopologyChange", chaosTopologyChange},
 	{9, "FrozenPrimary", chaosFrozenPrimary},
+	{10, "PrimaryBlipWhilePaused", chaosLagBlip},
+	{11, "CutOffInstance", chaosCutOff},
+	{12, "TerminatedSessions", chaosTerminated},
+	{13, "ForeignReplica", chaosForeignReplica},
+	{14, "FrozenReplica", chaosFrozenReplica},
 }
 
 // TestChaos runs every scenario in turn, each on a cluster of its own (one

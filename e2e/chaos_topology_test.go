@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/examples/server/app"
-	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/topology"
 )
@@ -141,14 +139,8 @@ func (e *chaosEnv) storeServer(name string, nodeID int64, store *topology.Store)
 	red := app.NewRedactor(topo)
 	log := slog.New(red.Handler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	cfg := topo.RouterConfig(log)
+	cfg.Tracer = e.trace.tracer(name)
 	cfg.Shards, cfg.Store, cfg.Lookup, cfg.PollInterval = nil, store, e.lookup, time.Second
-	maxConns := cfg.Replica.ConfigurePool
-	cfg.Replica.ConfigurePool = func(info replica.PoolInfo, pc *pgxpool.Config) {
-		if maxConns != nil {
-			maxConns(info, pc)
-		}
-	}
-	cfg.Tracer = e.trace.tracer()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, cfg)
