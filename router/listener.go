@@ -55,14 +55,10 @@ func (r *Router) listen(ctx context.Context, st *shardState) {
 // it got as far as listening; a nil error means it stopped because the
 // primary moved.
 func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (listened bool, err error) {
-	cfg, err := pgx.ParseConfig(st.dsns[idx])
-	if err != nil {
-		return false, err
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	cfg.Tracer = nil
+	// Connected as the pools are: what replica.Options.ConfigurePool sets
+	// for connecting (TLS, BeforeConnect, the tracer) applies here too.
 	connectCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := pgx.ConnectConfig(connectCtx, cfg)
+	conn, err := st.set.Connect(connectCtx)
 	cancel()
 	if err != nil {
 		return false, err
