@@ -8,12 +8,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -96,25 +93,3 @@ func TestShardWeights(t *testing.T) {
 	assert.Contains(t, err.Error(), "Weights")
 }
 
-// What replica.Options.ConfigurePool sets for connecting applies to the
-// cache listener's connections too.
-func TestConfigurePoolReachesListener(t *testing.T) {
-	cfg := config(t, cluster)
-	const app = "pgshard-configured"
-	cfg.Replica.ConfigurePool = func(_ replica.PoolInfo, pc *pgxpool.Config) {
-		pc.ConnConfig.RuntimeParams["application_name"] = app
-	}
-	r := open(t, cfg)
-	require.True(t, listening(r))
-	ctx := context.Background()
-	for i, name := range r.Map().Shards() {
-		conn, err := pgx.Connect(ctx, cluster.Shards()[i].Primary.SuperDSN())
-		require.NoError(t, err)
-		var n int
-		err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = $1 AND (query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_current_wal_insert_lsn()%')`, app).Scan(&n)
-		conn.Close(ctx)
-		require.NoError(t, err)
-		assert.Equal(t, 1, n, "shard %s: the listener connects as ConfigurePool says", name)
-	}
-}

@@ -55,10 +55,14 @@ func (r *Router) listen(ctx context.Context, st *shardState) {
 // it got as far as listening; a nil error means it stopped because the
 // primary moved.
 func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (listened bool, err error) {
-	// Connected as the pools are: what replica.Options.ConfigurePool sets
-	// for connecting (TLS, BeforeConnect, the tracer) applies here too.
+	cfg, err := pgx.ParseConfig(st.dsns[idx])
+	if err != nil {
+		return false, err
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cfg.Tracer = nil
 	connectCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := st.set.Connect(connectCtx)
+	conn, err := pgx.ConnectConfig(connectCtx, cfg)
 	cancel()
 	if err != nil {
 		return false, err
