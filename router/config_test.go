@@ -92,4 +92,3 @@ func TestShardWeights(t *testing.T) {
 	require.ErrorIs(t, err, router.ErrInvalidConfig)
 	assert.Contains(t, err.Error(), "Weights")
 }
-
