@@ -38,8 +38,13 @@ var routeNames = [numRoutes]string{
 
 // isError says whether an answer counts as an error: a transport error or
 // a 4xx/5xx, except the 409 that a create with a taken email expects.
-func isError(rt route, status int) bool {
-	if rt == routeCreateUserEmail && status == http.StatusConflict {
+func isError(rt route, status int) bool { return IsError(routeNames[rt], status) }
+
+// IsError says whether an answer to a request of the route (an
+// Observation's Route) counts as an error: a transport error (status 0) or
+// a 4xx/5xx, except the 409 that a create with a taken email expects.
+func IsError(route string, status int) bool {
+	if route == routeNames[routeCreateUserEmail] && status == http.StatusConflict {
 		return false
 	}
 	return status == 0 || status >= 400
