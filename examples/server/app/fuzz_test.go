@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The fuzz targets need no database: they check the request decoding and
@@ -90,5 +92,33 @@ func FuzzParseTopology(f *testing.F) {
 				t.Fatalf("accepted shard %+v", s)
 			}
 		}
+	})
+}
+
+// An Idempotency-Key header is accepted only as 1 to 255 printable ASCII
+// bytes, and refused otherwise with a 400 that names the header.
+func FuzzIdempotencyKey(f *testing.F) {
+	for _, s := range []string{"k", "5f0c1e9a-2b7d-4c1e-9a0f-123456789abc", "", " ", "a b", "clé", "\x00", "\x7f", strings.Repeat("k", 255), strings.Repeat("k", 256)} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, key string, twice bool) {
+		req := httptest.NewRequest("POST", "/users", nil)
+		req.Header[IdempotencyHeader] = []string{key}
+		if twice {
+			req.Header[IdempotencyHeader] = append(req.Header[IdempotencyHeader], key)
+		}
+		got, err := idempotencyKey(req)
+		valid := !twice && len(key) >= 1 && len(key) <= maxIdempotencyKey && !strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e })
+		if valid {
+			require.NoError(t, err, "key %q", key)
+			require.Equal(t, key, got)
+			return
+		}
+		require.Error(t, err, "key %q accepted", key)
+		he, ok := err.(*httpError)
+		require.True(t, ok, "error %v is not an httpError", err)
+		require.Equal(t, http.StatusBadRequest, he.status)
+		require.True(t, strings.HasPrefix(he.msg, IdempotencyHeader+": "), "message %q does not name the header", he.msg)
 	})
 }
