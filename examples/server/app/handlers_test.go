@@ -207,15 +207,9 @@ func TestPosts(t *testing.T) {
 		}
 		return got
 	}
-	if got := list(""); !slices.Equal(got, ids) {
-		t.Errorf("posts = %v, want %v", got, ids)
-	}
-	if got := list("?limit=2"); !slices.Equal(got, ids[:2]) {
-		t.Errorf("limit=2: %v, want %v", got, ids[:2])
-	}
-	if got := list("?limit=2&before=" + ids[1]); !slices.Equal(got, ids[2:4]) {
-		t.Errorf("before: %v, want %v", got, ids[2:4])
-	}
+	assert.Equal(t, ids, list(""), "posts")
+	assert.Equal(t, ids[:2], list("?limit=2"), "limit=2")
+	assert.Equal(t, ids[2:4], list("?limit=2&before="+ids[1]), "before")
 	if got := list("?before=" + ids[4]); len(got) != 0 {
 		t.Errorf("before the oldest: %v, want none", got)
 	}
@@ -360,9 +354,7 @@ func TestHealthReadyMetricsDebug(t *testing.T) {
 		`pgshard_cache_invalidations_received_total{range="-80",shard="shard0"}`,
 		`pgshard_shard_primary_up{range="80-",shard="shard1"} 1`,
 	} {
-		if !strings.Contains(m, s) {
-			t.Errorf("metrics lack %s", s)
-		}
+		assert.Containsf(t, m, s, "metrics lack %s", s)
 	}
 	checkExposition(t, m)
 
@@ -386,18 +378,14 @@ func TestHealthReadyMetricsDebug(t *testing.T) {
 		t.Errorf("dashboard: %s", r.header.Get("Content-Type"))
 	}
 	for _, external := range []string{"http://", "https://", "//cdn", "<link", "src=\""} {
-		if strings.Contains(page, external) {
-			t.Errorf("dashboard refers to an external asset (%q)", external)
-		}
+		assert.NotContainsf(t, page, external, "dashboard refers to an external asset (%q)", external)
 	}
 	r = in.do("GET", "/", nil)
 	want(t, "root redirects to the dashboard", r, http.StatusOK)
 
 	// No password anywhere the server shows things.
 	for what, text := range map[string]string{"metrics": m, "shards.json": shardsJSON, "logs": in.logs.String(), "page": page} {
-		if strings.Contains(text, testPassword) {
-			t.Errorf("%s shows the password", what)
-		}
+		assert.Falsef(t, strings.Contains(text, testPassword), "%s shows the password", what) // not NotContains: it would print the text, password and all
 	}
 }
 
@@ -488,9 +476,7 @@ func TestDeadShardIs503(t *testing.T) {
 			if !strings.Contains(msg, "shard1") && !strings.Contains(msg, "80-") {
 				t.Errorf("503 %q does not name the shard", msg)
 			}
-			if strings.Contains(msg, testPassword) {
-				t.Errorf("503 %q shows the password", msg)
-			}
+			assert.NotContainsf(t, msg, testPassword, "503 %q shows the password", msg)
 		default:
 			t.Fatalf("POST /users: status %d, body %q; want 201 or 503", r.status, r.body)
 		}

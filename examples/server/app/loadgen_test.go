@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/internal/loadgen"
@@ -52,7 +54,5 @@ func TestLoadgenFindsNoViolations(t *testing.T) {
 	if t.Failed() {
 		t.Logf("instance A's log:\n%s\ninstance B's log:\n%s", a.logs.String(), b.logs.String())
 	}
-	if !strings.Contains(progress.String(), "req/s") {
-		t.Errorf("no progress line: %q", progress.String())
-	}
+	assert.Containsf(t, progress.String(), "req/s", "no progress line: %q", progress.String())
 }

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // Whatever the password holds, a DSN that carries it, and any text that
@@ -34,13 +36,9 @@ func TestRedactorScrubsEverySpelling(t *testing.T) {
 			} {
 				got := r.String(text)
 				for _, s := range spellings {
-					if strings.Contains(got, s) {
-						t.Errorf("%q redacted is %q: still holds %q", text, got, s)
-					}
+					assert.NotContainsf(t, got, s, "%q redacted is %q: still holds %q", text, got, s)
 				}
-				if !strings.Contains(got, "xxxxx") {
-					t.Errorf("%q redacted is %q: no xxxxx", text, got)
-				}
+				assert.Containsf(t, got, "xxxxx", "%q redacted is %q: no xxxxx", text, got)
 			}
 		})
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -80,9 +82,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 		if code := runArgs([]string{"-config", path, "-listen", "127.0.0.1:0", "-log-level", "debug"}, out, out); code == 0 {
 			t.Errorf("%s: the server started", bad.name)
 		}
-		if !strings.Contains(out.String(), "server:") {
-			t.Errorf("%s: no error printed: %q", bad.name, out.String())
-		}
+		assert.Containsf(t, out.String(), "server:", "%s: no error printed: %q", bad.name, out.String())
 		t.Logf("%s, refused in %v: %s", bad.name, time.Since(start).Round(time.Millisecond), strings.TrimSpace(out.String()))
 		seen["output when refusing "+bad.name] = out
 	}
@@ -118,8 +118,15 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 	report := &syncBuffer{}
 	rep.Write(report)
 	seen["loadgen report"] = report
-	if rep.Requests < 50 || rep.Errors > 0 {
-		t.Errorf("loadgen: %d requests, %d errors: want a working server\n%s", rep.Requests, rep.Errors, report.String())
+	// The load is there to make answers of every kind to scan, not to
+	// judge availability: a 503 from a check starved on a busy machine is
+	// an answer like another; anything but 503 (or loadgen's expected 409)
+	// is a server that is not working.
+	assert.GreaterOrEqual(t, rep.Requests, 10, "loadgen requests\n%s", report.String())
+	for st, n := range rep.ByStatus {
+		if (st == 0 || st >= 400) && st != http.StatusServiceUnavailable && st != http.StatusConflict {
+			t.Errorf("loadgen: %d answers with status %d: want a working server\n%s", n, st, report.String())
+		}
 	}
 	pages()
 	get("GET", "/nope", "")
@@ -195,9 +202,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 	}
 	// And it was worth looking at: the failures are in there.
 	for where, want := range map[string]string{"stderr (log)": "level=WARN", "answers": "HTTP 503", "stdout": "shard1"} {
-		if !strings.Contains(seen[where].String(), want) {
-			t.Errorf("%s lacks %q: the test did not see what it means to check", where, want)
-		}
+		assert.Containsf(t, seen[where].String(), want, "%s lacks %q: the test did not see what it means to check", where, want)
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", s.stderr.String())

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -80,8 +82,6 @@ func serveUntilCancelled(t *testing.T, args ...string) {
 		t.Error("the output shows the password")
 	}
 	for _, s := range []string{"dashboard", "/debug/shards", "shard0", "shutting down"} {
-		if !strings.Contains(out, s) {
-			t.Errorf("output lacks %q:\n%s", s, out)
-		}
+		assert.Containsf(t, out, s, "output lacks %q:\n%s", s, out)
 	}
 }

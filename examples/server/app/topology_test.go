@@ -3,9 +3,10 @@ package app
 import (
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 
 	"github.com/stretchr/testify/require"
 
@@ -104,12 +105,8 @@ func TestParseTopologyRefuses(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not say %q", err, tc.want)
-			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("error %q shows the password", err)
-			}
+			assert.Containsf(t, err.Error(), tc.want, "error %q does not say %q", err, tc.want)
+			assert.NotContainsf(t, err.Error(), secret, "error %q shows the password", err)
 		})
 	}
 }
