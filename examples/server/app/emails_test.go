@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,4 +104,26 @@ func TestEmailSchema(t *testing.T) {
 	for _, stmt := range in.srv.emails.Schema() {
 		assert.Contains(t, schema, stmt)
 	}
+}
+
+// parseEmail accepts only what it documents, lower-cased, and refuses the
+// rest with a 400 that names the field.
+func FuzzParseEmail(f *testing.F) {
+	for _, s := range []string{"a@b", "Ada@Example.com", "", "@", "a@", "@b", "a b@c", "a@b@c", "a\x00@b", "\xff@b", strings.Repeat("a", 300) + "@b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseEmail(s)
+		if err != nil {
+			he, ok := err.(*httpError)
+			if !ok || he.status != http.StatusBadRequest || !strings.Contains(he.msg, "email") {
+				t.Fatalf("parseEmail(%q): %v, want a 400 naming the email", s, err)
+			}
+			return
+		}
+		if got != strings.ToLower(s) || len(s) > maxEmail || strings.Count(s, "@") != 1 || strings.HasPrefix(s, "@") || strings.HasSuffix(s, "@") ||
+			strings.ContainsAny(s, " \t\r\n\x00") || !utf8.ValidString(s) {
+			t.Fatalf("parseEmail(%q) accepted %q", s, got)
+		}
+	})
 }
