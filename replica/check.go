@@ -2,11 +2,13 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // checkSQL asks a node, in one round trip, what it is, where its WAL is and
@@ -127,12 +129,16 @@ func (s *Set) checkNode(ctx context.Context, n *node) probe {
 		cancel()
 		n.conn = nil
 		p.err = cleanError(err)
+		var pgErr *pgconn.PgError
 		switch cls := classify(ctx, err); {
 		case cls == errDown:
 			p.kind = probeDown
 		case cls == errBusy || cls == errStatement:
 			p.kind = probeBusy // it answered: it is up
-		case wasFresh:
+		case wasFresh && !errors.As(err, &pgErr):
+			// A fresh session that timed out or broke without a word from
+			// the server. One that the server ended (a terminated
+			// backend) is not evidence: the server answered.
 			p.kind = probeFailed
 		default:
 			// One lost session is no evidence; look again at once on a
@@ -157,12 +163,14 @@ func (s *Set) checkNode(ctx context.Context, n *node) probe {
 	return p
 }
 
-// dialProbeKind classifies a failed dial.
+// dialProbeKind classifies a failed dial. A server that answered the
+// dial with an error (other than "cannot connect now") is up.
 func dialProbeKind(ctx context.Context, err error) probeKind {
-	switch classify(ctx, err) {
-	case errDown:
+	var pgErr *pgconn.PgError
+	switch cls := classify(ctx, err); {
+	case cls == errDown:
 		return probeDown
-	case errBusy, errStatement:
+	case cls == errBusy, cls == errStatement, errors.As(err, &pgErr):
 		return probeBusy
 	}
 	return probeFailed

@@ -118,7 +118,7 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 	}
 	for range len(s.nodes) {
 		now := s.clock()
-		chosen, behind := s.pick(now, o.MinLSN, avoid)
+		chosen, behind := s.pick(now+s.margin, o.MinLSN, avoid)
 		if chosen != nil {
 			t, err := s.acquire(ctx, chosen, "")
 			if err == nil && !s.stillEligible(chosen) {
@@ -181,7 +181,7 @@ func (s *Set) fallbackTarget(ctx context.Context, why string) (target, error) {
 
 // whyNoReplica says, for an error, why each replica may not serve.
 func (s *Set) whyNoReplica() string {
-	now := s.clock()
+	now := s.clock() + s.margin // as pick judged
 	var b strings.Builder
 	for _, n := range s.nodes {
 		st := n.status()
@@ -275,8 +275,9 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 
 // stillEligible reports whether n may still serve a replica read now, when
 // the read is about to be sent: its staleness is judged at the send, not
-// only when it was chosen.
-func (s *Set) stillEligible(n *node) bool { return s.clock() <= n.status().until }
+// only when it was chosen, with the set's margin for the moments between
+// this check and the server taking its snapshot.
+func (s *Set) stillEligible(n *node) bool { return s.clock()+s.margin <= n.status().until }
 
 // sawLSN records a replica's position seen by a query.
 func (s *Set) sawLSN(n *node, at LSN) {

@@ -58,6 +58,10 @@ type Set struct {
 
 	dialTimeout time.Duration // of the checker's connections
 	attempt     time.Duration // how long a read waits for an answer before trying elsewhere
+	// margin is how long before the end of its eligibility a replica stops
+	// being chosen: a read is sent, and its snapshot taken on the server,
+	// a moment after the choice, later still on a loaded machine.
+	margin time.Duration
 
 	mu   sync.Mutex // serialises the core and the publication of its decisions
 	core *core
@@ -99,6 +103,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		// take a good part of a second).
 		dialTimeout: opts.ConnectTimeout,
 		attempt:     opts.AttemptTimeout,
+		margin:      min(max(opts.CheckInterval/5, 10*time.Millisecond), opts.MaxLag/10),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -52,7 +52,7 @@ func (s *Set) Stats() Stats {
 	for _, n := range s.nodes {
 		ns := n.status()
 		s.mu.Lock()
-		why := s.core.reason(ns, now)
+		why := s.core.reason(ns, now+s.margin) // as a read would judge it
 		s.mu.Unlock()
 		lag := time.Duration(0)
 		if ns.lagKnown && ns.role == RoleReplica {
