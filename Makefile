@@ -93,6 +93,6 @@ SOAK_RATE ?= 1000
 soak: deps
 	$(GO) run ./examples/soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE) $(if $(SOAK_OUT),-out $(SOAK_OUT))
 
-## chaos: the chaos suite at full length (about 4 minutes); regenerates RELIABILITY.md.
+## chaos: the chaos suite at full length (about 10 minutes); regenerates RELIABILITY.md.
 chaos: deps
 	$(GO) test -run '^TestChaos$$' -count=1 -timeout 30m -v ./e2e -chaos=full -chaos.report=RELIABILITY.md
