@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -158,8 +160,17 @@ func TestHealthyPrimaryKeepsWritesWhenSessionsAreTerminated(t *testing.T) {
 	}()
 	var ok, unknown, ended int
 	var failures []error
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
-		_, _, err := s.ExecLSN(ctx, "INSERT INTO killed DEFAULT VALUES")
+	for i, end := 0, time.Now().Add(1500*time.Millisecond); time.Now().Before(end); i++ {
+		var err error
+		if i%2 == 0 {
+			_, _, err = s.ExecLSN(ctx, "INSERT INTO killed DEFAULT VALUES")
+		} else {
+			_, err = s.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, "INSERT INTO killed DEFAULT VALUES")
+				return err
+			})
+		}
+		var pgErr *pgconn.PgError
 		switch {
 		case err == nil:
 			ok++
@@ -169,6 +180,8 @@ func TestHealthyPrimaryKeepsWritesWhenSessionsAreTerminated(t *testing.T) {
 			ok++ // committed; the session was cut just before its position was read
 		case !errors.Is(err, replica.ErrNoPrimary) && strings.Contains(err.Error(), "ended the session; nothing was committed"):
 			ended++ // terminated at every send; it says so
+		case !errors.Is(err, replica.ErrNoPrimary) && errors.As(err, &pgErr) && pgErr.Code == "57P01":
+			ended++ // a transaction's statement whose session was ended under it; it says so
 		default:
 			failures = append(failures, err)
 		}

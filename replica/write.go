@@ -298,17 +298,28 @@ func (s *Set) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error)
 	var n *node
 	out := WriteFailed
 	defer func() { s.traceWrite(ctx, "tx", n, began, 1, lsn, out, err) }()
-	t, err := s.writeConn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n = t.n
-	defer t.release()
-	tx, err := t.conn.BeginTx(ctx, opts)
-	if err != nil {
+	var (
+		t  target
+		tx pgx.Tx
+	)
+	for sends := 1; ; sends++ {
+		if t, err = s.writeConn(ctx); err != nil {
+			return 0, err
+		}
+		n = t.n
+		if tx, err = t.conn.BeginTx(ctx, opts); err == nil {
+			break
+		}
+		t.release()
+		// A pooled session the server ended while it sat idle fails at
+		// BEGIN, before fn ran: begin again on another connection.
+		if resend(ctx, err, sends) {
+			continue
+		}
 		err, out = s.writeFailed(ctx, t.n, err, false)
 		return 0, err
 	}
+	defer t.release()
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))

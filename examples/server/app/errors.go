@@ -29,6 +29,12 @@ func (s *Server) failure(err error) (int, string) {
 	case errors.Is(err, replica.ErrOutcomeUnknown):
 		return StatusOutcomeUnknown, "outcome unknown: the write may or may not have been committed; retry with the same " +
 			IdempotencyHeader + " (" + msg + ")"
+	case errors.Is(err, replica.ErrCommitLSN):
+		// Committed, but the session's position was lost with the
+		// connection: not a 503, which promises nothing was committed. A
+		// retry with the same key returns the stored answer.
+		return StatusOutcomeUnknown, "committed, but the answer was lost; retry with the same " +
+			IdempotencyHeader + " to get it (" + msg + ")"
 	case errors.Is(err, router.ErrInvalidToken):
 		return http.StatusBadRequest, msg
 	case errors.Is(err, replica.ErrNoPrimary), errors.Is(err, replica.ErrSplitBrain), errors.Is(err, replica.ErrNoReplica):
