@@ -70,8 +70,11 @@
 // answering, for a read, when neither the read nor any check of that node
 // was answered for Options.AttemptTimeout; a read that is merely slow on a
 // node that answers its checks keeps waiting. A frozen replica costs a read
-// about AttemptTimeout, not the caller's whole timeout. A QueryRow whose
-// node died after its row arrived keeps the row.
+// about AttemptTimeout, not the caller's whole timeout. Reads on the
+// primary and writes are never abandoned so: with no other node to turn
+// to, they wait as long as the caller's context (and, to acquire a
+// connection for a write, ConnectTimeout) allows. A QueryRow whose node
+// died after its row arrived keeps the row.
 //
 // # Fallback
 //

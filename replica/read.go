@@ -120,7 +120,7 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		now := s.clock()
 		chosen, behind := s.pick(now+s.margin, o.MinLSN, avoid)
 		if chosen != nil {
-			t, err := s.acquire(ctx, chosen, "")
+			t, err := s.acquireWatched(ctx, chosen)
 			if err == nil && !s.stillEligible(chosen) {
 				// Acquiring took long enough (a busy pool, a slow dial)
 				// for the replica's bound to pass MaxLag: choose again.
@@ -216,7 +216,7 @@ func (s *Set) whyNoReplica() string {
 // there within milliseconds, and waiting beats failing the read. It stops
 // waiting when a primary is back.
 func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, err error) {
-	t, err = s.acquire(ctx, n, "")
+	t, err = s.acquireWatched(ctx, n)
 	if err != nil {
 		return t, false, err
 	}
@@ -290,17 +290,26 @@ func (s *Set) sawLSN(n *node, at LSN) {
 	}
 }
 
-// acquire takes a connection from n's pool, under a watchdog: a node that
-// stopped answering (a new connection's handshake that hangs) is given up
-// on after AttemptTimeout, as a read on it would be.
+// acquireWatched takes a connection from a replica's pool under a
+// watchdog: a node that stopped answering (a new connection's handshake
+// that hangs) is given up on after AttemptTimeout, as a read on it would
+// be, and the read turns to another node.
+func (s *Set) acquireWatched(ctx context.Context, n *node) (target, error) {
+	actx, w := s.watch(ctx, n)
+	t, err := s.acquire(actx, n, "")
+	w.stop()
+	if err != nil && w.didFire() && ctx.Err() == nil {
+		err = setError(s.name, fmt.Errorf("node %s: %w (%s)", n.addr, errNoAnswer, s.attempt))
+	}
+	return t, err
+}
+
+// acquire takes a connection from n's pool, bounded by ctx only: for the
+// primary, which has no other node to turn to, a slow acquire is waited
+// for (writes bound it by ConnectTimeout).
 func (s *Set) acquire(ctx context.Context, n *node, fallback string) (target, error) {
 	n.outstanding.Add(1)
-	actx, w := s.watch(ctx, n)
-	conn, err := n.pool.Acquire(actx)
-	w.stop()
-	if err != nil && w.didFire() {
-		err = fmt.Errorf("%w (%s): %w", errNoAnswer, s.attempt, err)
-	}
+	conn, err := n.pool.Acquire(ctx)
 	if err != nil {
 		n.outstanding.Add(-1)
 		if cls := classify(ctx, err); cls.retryable() {

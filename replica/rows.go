@@ -50,7 +50,12 @@ func (r *Rows) start(avoid *node) error {
 		}
 		r.tries++
 		r.t, r.served = t, Served{Node: t.n.addr, Role: t.n.status().role}
-		r.w = r.set.watchConn(t.n, t.conn)
+		r.w = nil
+		if r.served.Role == RoleReplica {
+			// A replica that stops answering is given up on for another
+			// node; the primary has no other node to turn to.
+			r.w = r.set.watchConn(t.n, t.conn)
+		}
 		if r.opts.Observe {
 			b := &pgx.Batch{}
 			b.Queue(r.sql, r.args...)
