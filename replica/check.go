@@ -18,11 +18,10 @@ import (
 // synchronous_commit off, an acknowledged commit can trail it by up to
 // wal_writer_delay, and so can the lag bound). A replica's timeline is its WAL
 // receiver's; the receiver's columns are hidden from unprivileged roles,
-// so a receiver row with a NULL status counts as streaming and a NULL
-// timeline as unknown.
+// so a NULL timeline counts as unknown. Whether the receiver streams is
+// not asked: a replica's lag bound, not its connection, decides.
 const checkSQL = `SELECT pg_is_in_recovery(),
 	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
-	EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE coalesce(status, 'streaming') = 'streaming'),
 	(SELECT system_identifier FROM pg_control_system())::text,
 	CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1)
 		ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END`
@@ -119,7 +118,7 @@ func (s *Set) checkNode(ctx context.Context, n *node) probe {
 		wasFresh   = n.fresh
 	)
 	p.sent = s.clock()
-	err := n.conn.QueryRow(qctx, checkSQL).Scan(&p.inRecov, &lsn, &p.streaming, &sysid, &tli)
+	err := n.conn.QueryRow(qctx, checkSQL).Scan(&p.inRecov, &lsn, &sysid, &tli)
 	p.at = s.clock()
 	n.fresh = false
 	if err != nil {

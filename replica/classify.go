@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5"
@@ -53,7 +54,7 @@ func classify(ctx context.Context, err error) errClass {
 			return errDown
 		case pgErr.Code == "57P01" || pgErr.Code == "57P02": // terminated: this session, or the server
 			return errLost
-		case pgErr.Code[:2] == "53", pgErr.Code[:2] == "28", pgErr.Code == "3D000":
+		case strings.HasPrefix(pgErr.Code, "53"), strings.HasPrefix(pgErr.Code, "28"), pgErr.Code == "3D000":
 			return errBusy
 		}
 		return errStatement

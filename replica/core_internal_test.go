@@ -31,7 +31,7 @@ func okPrimary(at time.Duration, pos LSN) probe {
 }
 
 func okReplica(at time.Duration, pos LSN) probe {
-	return probe{kind: probeOK, sent: at, at: at, inRecov: true, lsn: pos, sysid: 7, tli: 1, streaming: true}
+	return probe{kind: probeOK, sent: at, at: at, inRecov: true, lsn: pos, sysid: 7, tli: 1}
 }
 
 // TestHealthTransitions walks the health machine through named sequences
@@ -73,7 +73,7 @@ func TestHealthTransitions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCore(o, 2)
+			c := newCore(o)
 			sts := make([]status, 2)
 			now := time.Duration(0)
 			// Start healthy: the primary seen, the replica admitted.
@@ -94,7 +94,7 @@ func TestHealthTransitions(t *testing.T) {
 // never re-admits a paused replica: its lag bound only grows.
 func TestLagBoundGrowsWithoutPrimarySamples(t *testing.T) {
 	o := testOptions(t)
-	c := newCore(o, 2)
+	c := newCore(o)
 	sts := make([]status, 2)
 	now := time.Duration(0)
 	for i := range 40 { // 10 s with replay paused at 100 while the primary writes
@@ -110,7 +110,7 @@ func TestLagBoundGrowsWithoutPrimarySamples(t *testing.T) {
 	}
 	// A caught-up replica of a primary that stops answering leaves rotation
 	// at MaxLag after the last sample.
-	c = newCore(o, 2)
+	c = newCore(o)
 	sts = make([]status, 2)
 	sts, _ = c.step(0, sts, []probe{okPrimary(0, 100), okReplica(0, 100)})
 	last := time.Duration(0)
@@ -213,7 +213,7 @@ func (w *world) probe(i int) probe {
 		return probe{kind: kind, sent: w.now, at: w.now, err: kind.String()}
 	}
 	sent := w.now - time.Duration(w.rnd.IntN(50))*ms
-	p := probe{kind: probeOK, sent: sent, at: w.now, sysid: 7, tli: 1, streaming: true}
+	p := probe{kind: probeOK, sent: sent, at: w.now, sysid: 7, tli: 1}
 	switch {
 	case i == w.primary:
 		// The position is read at some instant between sending and answering.
@@ -257,7 +257,7 @@ func checkInvariants(t *testing.T, seed uint64, steps int) {
 	const nodes = 4 // primary, two replicas, a foreign replica
 	w := &world{rnd: rand.New(rand.NewPCG(seed, 1)), replay: make([]LSN, nodes), paused: make([]bool, nodes),
 		failed: make([]int, nodes), refused: make([]bool, nodes), lsn: 1}
-	c := newCore(o, nodes)
+	c := newCore(o)
 	sts := make([]status, nodes)
 	for step := range steps {
 		w.advance()
@@ -334,6 +334,7 @@ func TestClassify(t *testing.T) {
 		{"too many connections", context.Background(), &pgconn.PgError{Code: "53300"}, errBusy},
 		{"bad password", context.Background(), &pgconn.PgError{Code: "28P01"}, errBusy},
 		{"unique violation", context.Background(), &pgconn.PgError{Code: "23505"}, errStatement},
+		{"server error without a code", context.Background(), &pgconn.PgError{}, errStatement},
 		{"caller cancelled", canceled, fmt.Errorf("x: %w", context.Canceled), errCanceled},
 	}
 	for _, tc := range tests {

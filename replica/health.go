@@ -2,7 +2,6 @@ package replica
 
 import (
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -41,14 +40,13 @@ func (k probeKind) String() string {
 
 // probe is one node's answer to a check.
 type probe struct {
-	kind      probeKind
-	sent, at  time.Duration // when the check was sent and answered, on the set's clock
-	inRecov   bool
-	lsn       LSN    // replay LSN of a replica, WAL write position of a primary
-	sysid     uint64 // the node's system identifier
-	tli       uint32 // timeline: a primary's current one, a replica's WAL receiver's (0: unknown)
-	streaming bool
-	err       string
+	kind     probeKind
+	sent, at time.Duration // when the check was sent and answered, on the set's clock
+	inRecov  bool
+	lsn      LSN    // replay LSN of a replica, WAL write position of a primary
+	sysid    uint64 // the node's system identifier
+	tli      uint32 // timeline: a primary's current one, a replica's WAL receiver's (0: unknown)
+	err      string
 }
 
 // primaryFailAfter is how many failed checks in a row, each on a fresh
@@ -64,7 +62,6 @@ type status struct {
 	down      bool          // evidence that the node is down (a primary refuses writes)
 	role      Role
 	lsn       LSN // replay LSN of a replica, WAL position of a primary
-	streaming bool
 	sysid     uint64
 	tli       uint32
 	err       string
@@ -109,7 +106,7 @@ type core struct {
 	newest sample
 }
 
-func newCore(o Options, nodes int) *core {
+func newCore(o Options) *core {
 	n := min(max(int(4*o.MaxLag/o.CheckInterval)+2, 8), 4096)
 	return &core{o: o, samples: make([]sample, n), primary: -1}
 }
@@ -222,7 +219,7 @@ func (c *core) nodeStep(now time.Duration, st status, p probe, isPrimary bool) s
 	st.checks++
 	st.checked, st.reachable, st.down, st.fails, st.err = p.at, true, false, 0, ""
 	st.lastGood = p.at
-	st.lsn, st.streaming, st.sysid, st.tli = p.lsn, p.streaming, p.sysid, p.tli
+	st.lsn, st.sysid, st.tli = p.lsn, p.sysid, p.tli
 	if !p.inRecov {
 		st.role = RolePrimary
 		st.lagKnown, st.lagBytes, st.foreign = true, 0, ""
@@ -385,11 +382,4 @@ func (c *core) changes(events []NodeEvent, i int, before, after status, oldPrima
 		}
 	}
 	return events
-}
-
-// reasonLocked is reason for callers outside the checker.
-func (c *core) reasonLocked(mu *sync.Mutex, st *status, now time.Duration) string {
-	mu.Lock()
-	defer mu.Unlock()
-	return c.reason(st, now)
 }

@@ -13,7 +13,7 @@ import (
 func testSet(t testing.TB, sts ...status) *Set {
 	t.Helper()
 	o := testOptions(t)
-	s := &Set{name: "test", opts: o, base: time.Now().Add(-time.Second), core: newCore(o, len(sts))}
+	s := &Set{name: "test", opts: o, base: time.Now().Add(-time.Second), core: newCore(o)}
 	for i, st := range sts {
 		st.until = s.core.withUntil(st).until
 		n := &node{addr: fmt.Sprintf("node%d", i), weight: 1}
@@ -26,7 +26,7 @@ func testSet(t testing.TB, sts ...status) *Set {
 // eligibleReplica is admitted, fresh as of now, checked now.
 func eligibleReplica(lsn LSN) status {
 	now := time.Second
-	return status{checked: now, fresh: now, reachable: true, role: RoleReplica, lagKnown: true, streaming: true, admitted: true, lsn: lsn, checks: 3}
+	return status{checked: now, fresh: now, reachable: true, role: RoleReplica, lagKnown: true, admitted: true, lsn: lsn, checks: 3}
 }
 
 func TestPickPrefersLessLoaded(t *testing.T) {

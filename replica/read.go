@@ -191,7 +191,7 @@ func (s *Set) whyNoReplica() string {
 		if b.Len() > 0 {
 			b.WriteString("; ")
 		}
-		why := s.core.reasonLocked(&s.mu, st, now)
+		why := s.reason(st, now)
 		fmt.Fprintf(&b, "%s %s", n.addr, why)
 		switch {
 		case why == ReasonLagging:

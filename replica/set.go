@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		fallback: newBucket(opts.MaxFallbackRate, time.Now),
 		done:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
-		core:     newCore(opts, 1+len(cfg.Replicas)),
+		core:     newCore(opts),
 		// The checker dials in the background, so a slow handshake holds
 		// up no check; it gets the pool's full time, since a dial that
 		// times out counts against the node (SCRAM on a loaded machine can

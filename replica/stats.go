@@ -39,6 +39,14 @@ type Stats struct {
 	Nodes         []NodeStats
 }
 
+// reason says why a node with status st may not serve a replica read at
+// now, as the core judges it, under the set's lock.
+func (s *Set) reason(st *status, now time.Duration) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.reason(st, now)
+}
+
 // Stats returns a snapshot of every node. It is cheap enough to call on
 // every scrape of a metrics endpoint.
 func (s *Set) Stats() Stats {
@@ -51,9 +59,7 @@ func (s *Set) Stats() Stats {
 	}
 	for _, n := range s.nodes {
 		ns := n.status()
-		s.mu.Lock()
-		why := s.core.reason(ns, now+s.margin) // as a read would judge it
-		s.mu.Unlock()
+		why := s.reason(ns, now+s.margin) // as a read would judge it
 		lag := time.Duration(0)
 		if ns.lagKnown && ns.role == RoleReplica {
 			lag = ns.lag(now)
