@@ -316,3 +316,48 @@ func TestCancelledAndInvalid(t *testing.T) {
 	require.ErrorIs(t, err, replica.ErrInvalidConfig)
 	assert.Contains(t, err.Error(), "CheckInterval")
 }
+
+// A read that must see a session's write, sent while the shard's primary
+// is shutting down and before a check has seen it go, is served by the
+// replica once it replays the write, rather than failing on the primary it
+// fell back to (chaos scenario Failover: reads failed in the first 40 ms
+// of a fast shutdown with "the database system is shutting down").
+func TestSessionReadWaitsForReplicaWhenFallbackPrimaryIsGone(t *testing.T) {
+	ctx := context.Background()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 1, Replicas: 1})
+	require.NoError(t, err)
+	defer c.Close()
+	opts := fast
+	// No check runs between the stop and the read: the set learns that
+	// the primary is gone from the read alone.
+	opts.CheckInterval = time.Minute
+	opts.CheckTimeout = 2 * time.Second
+	opts.MaxLag = 5 * time.Minute
+	opts.MaxLagBytes = 1 << 30
+	opts.ConnectTimeout = 10 * time.Second
+	s := newSet(t, c, opts)
+	sh := c.Shards()[0]
+	rep := sh.Replicas[0]
+	eventually(t, 10*time.Second, "replica eligible", func() bool { return replicaStats(s, rep.Port()).Eligible })
+
+	require.NoError(t, rep.PauseReplay(ctx))
+	t.Cleanup(func() { _ = rep.ResumeReplay(context.Background()) })
+	_, lsn, err := s.ExecLSN(ctx, "CREATE TABLE shutdown_read AS SELECT 42 AS v")
+	require.NoError(t, err)
+	require.NoError(t, sh.Primary.Stop(ctx))
+	// Idle pooled connections to the primary are pinged, and so replaced
+	// by a refused dial, once idle for a second.
+	time.Sleep(1100 * time.Millisecond)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = rep.ResumeReplay(context.Background())
+	}()
+
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var v int
+	row := s.ReadRow(rctx, replica.ReadOptions{MinLSN: lsn}, "SELECT v FROM shutdown_read")
+	require.NoError(t, row.Scan(&v), "the replica replays the write 300 ms after the read was sent")
+	assert.Equal(t, 42, v)
+	assert.Equal(t, replica.RoleReplica, row.Served().Role)
+}

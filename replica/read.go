@@ -116,6 +116,15 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 	if avoid != nil {
 		why = FallbackRetry
 	}
+	// A read the primary has just failed waits for a replica that is
+	// behind its position as it would with no primary, until a check
+	// after the failure finds the primary answering: a primary shutting
+	// down ends its sessions before any check sees it go.
+	doubt := noDoubt
+	if avoid != nil && avoid.status().role == RolePrimary {
+		doubt = s.clock()
+	}
+	var lastBehind *node
 	for range len(s.nodes) {
 		now := s.clock()
 		chosen, behind := s.pick(now+s.margin, o.MinLSN, avoid)
@@ -139,7 +148,8 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 			continue
 		}
 		if behind != nil {
-			t, ok, err := s.probe(ctx, behind, o.MinLSN)
+			lastBehind = behind
+			t, ok, err := s.probe(ctx, behind, o.MinLSN, doubt)
 			if ok {
 				return t, nil
 			}
@@ -154,8 +164,28 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		}
 		break
 	}
-	return s.fallbackTarget(ctx, why)
+	t, err := s.fallbackTarget(ctx, why)
+	if err == nil || lastBehind == nil || !errors.Is(err, errPrimaryFailed) || doubt != noDoubt {
+		return t, err
+	}
+	// The primary failed the fallback (refused, shutting down): the
+	// replica that was only behind is the read's one chance.
+	t, ok, perr := s.probe(ctx, lastBehind, o.MinLSN, s.clock())
+	if ok {
+		return t, nil
+	}
+	if perr != nil && !classify(ctx, perr).retryable() {
+		return target{}, perr
+	}
+	return target{}, err
 }
+
+// noDoubt says that no failure of the primary makes a read wait for a
+// replica.
+const noDoubt time.Duration = -1
+
+// errPrimaryFailed marks a fallback read that could not reach the primary.
+var errPrimaryFailed = errors.New("primary failed")
 
 // fallbackTarget sends a read that found no replica to the primary, if
 // Options.Fallback and its rate cap allow, or says why not.
@@ -176,8 +206,19 @@ func (s *Set) fallbackTarget(ctx context.Context, why string) (target, error) {
 		s.rejected.Add(1)
 		return target{}, setError(s.name, fmt.Errorf("%w: primary fallback above %g reads/s", ErrNoReplica, s.opts.MaxFallbackRate))
 	}
-	return s.acquire(ctx, p, why)
+	t, err := s.acquire(ctx, p, why)
+	if err != nil && classify(ctx, err).retryable() {
+		err = failedPrimary{err}
+	}
+	return t, err
 }
+
+// failedPrimary is a retryable failure to reach the primary for a
+// fallback read; it reads as the error it wraps.
+type failedPrimary struct{ error }
+
+func (e failedPrimary) Unwrap() error        { return e.error }
+func (e failedPrimary) Is(target error) bool { return target == errPrimaryFailed }
 
 // whyNoReplica says, for an error, why each replica may not serve.
 func (s *Set) whyNoReplica() string {
@@ -192,6 +233,10 @@ func (s *Set) whyNoReplica() string {
 			b.WriteString("; ")
 		}
 		why := s.reason(st, now)
+		if why == "" {
+			// Eligible, but it has not replayed the read's MinLSN.
+			why = "behind the read's position"
+		}
 		fmt.Fprintf(&b, "%s %s", n.addr, why)
 		switch {
 		case why == ReasonLagging:
@@ -211,18 +256,20 @@ func (s *Set) whyNoReplica() string {
 // returned connection sees min; on !ok with a nil error, the replica is
 // behind.
 //
-// With no primary to fall back to, it waits up to ConnectTimeout instead:
-// a replica that has received a write but not replayed it yet usually gets
-// there within milliseconds, and waiting beats failing the read. It stops
-// waiting when a primary is back.
-func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, err error) {
+// With no primary to fall back to, or one in doubt since instant doubt
+// (it failed this read then; noDoubt for none), it waits up to
+// ConnectTimeout instead: a replica that has received a write but not
+// replayed it yet usually gets there within milliseconds, and waiting
+// beats failing the read. It stops waiting when a primary is back, proven
+// by a check after the doubt.
+func (s *Set) probe(ctx context.Context, n *node, min LSN, doubt time.Duration) (t target, ok bool, err error) {
 	t, err = s.acquireWatched(ctx, n)
 	if err != nil {
 		return t, false, err
 	}
 	wait := s.opts.MaxWait
 	_, werr := s.writer()
-	noPrimary := werr != nil
+	noPrimary := werr != nil || doubt != noDoubt
 	if noPrimary {
 		wait = max(wait, s.opts.ConnectTimeout)
 	}
@@ -258,7 +305,7 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN) (t target, ok bool, e
 			return target{}, false, nil
 		}
 		if noPrimary && s.opts.MaxWait == 0 {
-			if _, err := s.writer(); err == nil {
+			if p, err := s.writer(); err == nil && p.status().checked > doubt {
 				// A primary is back (or promoted): read there instead.
 				t.release()
 				return target{}, false, nil
