@@ -1,5 +1,6 @@
 // Command pgshard is the operator's tool for pgshard: it shows and
-// changes the shard map kept in the topology store.
+// changes the shard map kept in the topology store, declares the tables
+// that resharding moves, and runs resharding workflows.
 //
 //	pgshard topology init                       create the store's schema in the control database
 //	pgshard topology show [-o json|yaml]        the newest map
@@ -9,6 +10,9 @@
 //	pgshard topology remove-replica SHARD NODE
 //	pgshard topology set-primary SHARD NODE     record a switchover: NODE (a replica) becomes the primary
 //	pgshard topology set-state SHARD serving|fenced
+//	pgshard schema add-table TABLE --key COLUMN | --reference
+//	pgshard schema remove-table TABLE
+//	pgshard schema tables
 //
 // The control database is named by --control or $PGSHARD_CONTROL; its DSN
 // and the map's may name passwords as ${VAR}. Every command takes --help;

@@ -22,7 +22,7 @@ const (
 	exitUsage = 2
 )
 
-const usage = `usage: pgshard topology COMMAND [flags] [args]
+const usage = `usage: pgshard topology|schema|reshard COMMAND [flags] [args]
 
 Commands:
   init                          create the store's schema in the control database
@@ -34,7 +34,8 @@ Commands:
   set-primary SHARD NODE        make a replica the primary; the old primary becomes a replica
   set-state SHARD STATE         serving, or fenced (routers hold writes to SHARD)
 
-Run 'pgshard topology COMMAND --help' for a command's flags.
+Run 'pgshard schema --help' and 'pgshard reshard --help' for the others,
+and 'pgshard GROUP COMMAND --help' for a command's flags.
 The control database: --control DSN, or $PGSHARD_CONTROL.
 `
 
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, out, errw io.Writer, lookup func(st
 			return exitUsage
 		}
 		return exitOK
+	}
+	if g, ok := groups[args[0]]; ok {
+		return g(ctx, e, args[1:])
 	}
 	if args[0] != "topology" {
 		fmt.Fprintf(errw, "pgshard: unknown command %q\n%s", args[0], usage)
