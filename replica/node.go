@@ -61,6 +61,7 @@ type node struct {
 	writes      atomic.Uint64
 	fallbacks   atomic.Uint64
 	failures    atomic.Uint64
+	waiting     waiters // what waits on the node's answer; see sweep
 
 	// The checker's own connection and its background dial; touched only
 	// by the checker goroutine.

@@ -68,9 +68,11 @@ type Options struct {
 	// looks again: if the node has answered no check for that long either
 	// (it is frozen, or cut off), the read is abandoned there and sent to
 	// another eligible node or the primary; if it has, the read is merely
-	// slow and keeps waiting. Default 4 x CheckInterval, and at least
-	// CheckTimeout + 2 x CheckInterval, the longest a healthy node can go
-	// between good checks while another node holds a round of checks up.
+	// slow and keeps waiting. The set looks four times per AttemptTimeout,
+	// so a read is abandoned up to a quarter of it late. Default 4 x
+	// CheckInterval, and at least CheckTimeout + 2 x CheckInterval, the
+	// longest a healthy node can go between good checks while another node
+	// holds a round of checks up.
 	AttemptTimeout time.Duration
 	// ConfigurePool, if set, is called with each node's pool configuration
 	// before the pool is created: set MaxConns, tracers and the like there.

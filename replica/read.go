@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,10 +42,6 @@ type Served struct {
 // on another node when the first failed at the connection level or did not
 // answer in time before returning a row.
 const MaxAttempts = 2
-
-// errNoAnswer cancels a read attempt whose node answered neither the read
-// nor any check within Options.AttemptTimeout.
-var errNoAnswer = errors.New("node did not answer in time")
 
 // observeSQL reports a position that is at least every change the
 // preceding statement of the same batch could see.
@@ -276,9 +271,7 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN, doubt time.Duration) 
 	deadline := time.Now().Add(wait)
 	for {
 		var text string
-		actx, w := s.watch(ctx, n)
-		err := t.conn.QueryRow(actx, probeSQL).Scan(&text)
-		w.stop()
+		err := s.watched(n, t.conn, func() error { return t.conn.QueryRow(ctx, probeSQL).Scan(&text) })
 		if err != nil {
 			t.release()
 			if cls := classify(ctx, err); cls.retryable() {
@@ -337,20 +330,6 @@ func (s *Set) sawLSN(n *node, at LSN) {
 	}
 }
 
-// acquireWatched takes a connection from a replica's pool under a
-// watchdog: a node that stopped answering (a new connection's handshake
-// that hangs) is given up on after AttemptTimeout, as a read on it would
-// be, and the read turns to another node.
-func (s *Set) acquireWatched(ctx context.Context, n *node) (target, error) {
-	actx, w := s.watch(ctx, n)
-	t, err := s.acquire(actx, n, "")
-	w.stop()
-	if err != nil && w.didFire() && ctx.Err() == nil {
-		err = setError(s.name, fmt.Errorf("node %s: %w (%s)", n.addr, errNoAnswer, s.attempt))
-	}
-	return t, err
-}
-
 // acquire takes a connection from n's pool, bounded by ctx only: for the
 // primary, which has no other node to turn to, a slow acquire is waited
 // for (writes bound it by ConnectTimeout).
@@ -399,71 +378,30 @@ func (s *Set) indexOf(n *node) string {
 	return "0"
 }
 
-// watchdog abandons a read attempt on a node that has stopped answering:
-// after AttemptTimeout it gives up if the node has answered no check for
-// AttemptTimeout either; otherwise the read is merely slow, and it looks
-// again when that would be the case.
-type watchdog struct {
-	mu      sync.Mutex
-	timer   *time.Timer
-	giveUp  func()
-	release func() // after stop; nil for none
-	stopped bool
-	fired   bool
-}
-
-// newWatchdog starts a watchdog over n that calls giveUp once.
-func (s *Set) newWatchdog(n *node, giveUp func()) *watchdog {
-	w := &watchdog{giveUp: giveUp}
-	// Hold the lock until the timer is stored: the callback takes it too.
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.timer = time.AfterFunc(s.attempt, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.stopped {
-			return
-		}
-		if quiet := s.clock() - n.status().lastGood; quiet < s.attempt {
-			w.timer.Reset(s.attempt - quiet)
-			return
-		}
-		w.fired = true
-		w.giveUp()
-	})
-	return w
-}
-
-// watch returns the context for waiting on n (a connection to acquire, a
-// probe), cancelled by a watchdog; stop the watchdog when the wait ends.
-func (s *Set) watch(ctx context.Context, n *node) (context.Context, *watchdog) {
+// acquireWatched takes a connection from a replica's pool as a waiter the
+// sweeper may give up on: a node that stopped answering (a handshake that
+// hangs, a slot held by reads stuck on it) costs about AttemptTimeout,
+// and the read turns to another node.
+func (s *Set) acquireWatched(ctx context.Context, n *node) (target, error) {
 	actx, cancel := context.WithCancelCause(ctx)
-	w := s.newWatchdog(n, func() { cancel(errNoAnswer) })
-	w.release = func() { cancel(nil) }
-	return actx, w
-}
-
-// watchConn watches a read sent on c: giving up ends the connection's
-// wait with a past deadline, which breaks it (the pool then drops it).
-// It needs no cancellable context, which would cost pgx a goroutine per
-// query.
-func (s *Set) watchConn(n *node, c *pgxpool.Conn) *watchdog {
-	return s.newWatchdog(n, func() { _ = c.Conn().PgConn().Conn().SetDeadline(time.Now()) })
-}
-
-// didFire reports whether the watchdog gave up on the attempt.
-func (w *watchdog) didFire() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.fired
-}
-
-func (w *watchdog) stop() {
-	w.mu.Lock()
-	w.stopped = true
-	w.timer.Stop()
-	w.mu.Unlock()
-	if w.release != nil {
-		w.release()
+	defer cancel(nil)
+	w := new(waiter)
+	s.wait(n, w, nil, cancel)
+	t, err := s.acquire(actx, n, "")
+	if n.done(w) && err != nil && ctx.Err() == nil {
+		err = setError(s.name, fmt.Errorf("node %s: %w (%s)", n.addr, errNoAnswer, s.attempt))
 	}
+	return t, err
+}
+
+// watched runs f, a wait on n's connection c, as a waiter the sweeper may
+// give up on.
+func (s *Set) watched(n *node, c *pgxpool.Conn, f func() error) error {
+	w := new(waiter)
+	s.wait(n, w, c.Conn().PgConn().Conn(), nil)
+	err := f()
+	if n.done(w) && err != nil {
+		err = fmt.Errorf("node %s: %w (%s): %w", n.addr, errNoAnswer, s.attempt, err)
+	}
+	return err
 }

@@ -24,7 +24,8 @@ type Rows struct {
 	tries int
 
 	t        target
-	w        *watchdog
+	wait     waiter    // on a replica: the sweeper may give up on the attempt
+	watched  bool      // wait is in use
 	began    time.Time // of the current attempt, when tracing
 	inner    pgx.Rows
 	batch    pgx.BatchResults
@@ -50,11 +51,11 @@ func (r *Rows) start(avoid *node) error {
 		}
 		r.tries++
 		r.t, r.served = t, Served{Node: t.n.addr, Role: t.n.status().role}
-		r.w = nil
-		if r.served.Role == RoleReplica {
+		r.watched = r.served.Role == RoleReplica
+		if r.watched {
 			// A replica that stops answering is given up on for another
 			// node; the primary has no other node to turn to.
-			r.w = r.set.watchConn(t.n, t.conn)
+			r.set.wait(t.n, &r.wait, t.conn.Conn().PgConn().Conn(), nil)
 		}
 		if r.opts.Observe {
 			b := &pgx.Batch{}
@@ -84,9 +85,9 @@ func (r *Rows) start(avoid *node) error {
 	}
 }
 
-// attemptError names the watchdog's cancellation for what it was.
+// attemptError names the sweeper's giving up for what it was.
 func (r *Rows) attemptError(err error) error {
-	if err != nil && r.ctx.Err() == nil && r.w != nil && r.w.didFire() {
+	if err != nil && r.ctx.Err() == nil && r.watched && r.wait.fired.Load() {
 		return fmt.Errorf("node %s: %w (%s): %w", r.t.n.addr, errNoAnswer, r.set.attempt, err)
 	}
 	return err
@@ -122,8 +123,8 @@ func (r *Rows) finish() {
 		r.batch.Close()
 		r.batch = nil
 	}
-	if r.w != nil {
-		r.w.stop()
+	if r.watched {
+		r.t.n.done(&r.wait)
 	}
 	if r.t.conn != nil {
 		r.t.release()

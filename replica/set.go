@@ -139,6 +139,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	s.cancel = cancel
 	s.firstChecks(ctx, bg)
 	go s.run(bg)
+	go s.sweepEvery(bg)
 	return s, nil
 }
 
@@ -203,18 +204,18 @@ func (s *Set) newNode(dsn string, weight int, info PoolInfo) (*node, error) {
 	// pool's do (TLS, BeforeConnect, tracer), but run only simple queries.
 	check := pc.ConnConfig.Copy()
 	check.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		return nil, errors.New(redact(err.Error(), dsn))
-	}
 	n := &node{
 		addr:          info.Node,
 		weight:        weight,
-		pool:          pool,
 		check:         check,
 		beforeConnect: pc.BeforeConnect,
 	}
 	n.st.Store(&status{})
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, errors.New(redact(err.Error(), dsn))
+	}
+	n.pool = pool
 	return n, nil
 }
 

@@ -1,0 +1,124 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A replica that stops answering (frozen, cut off) must cost a read about
+// AttemptTimeout, not the caller's whole deadline. Rather than a timer per
+// read, each node keeps the list of what waits on it (a read sent on one of
+// its connections, a connection's handshake, a probe), oldest first, and
+// one sweeper per set gives up on what has waited AttemptTimeout on a node
+// that has answered no check for as long: a read's connection is broken
+// with a past deadline, which costs pgx nothing while it does not fire (a
+// cancellable context would cost it a goroutine per query); an acquire is
+// cancelled. Registering a read costs one short lock and no allocation:
+// the waiter lives in the Rows.
+
+// errNoAnswer names an attempt given up on because its node answered
+// neither it nor any check for AttemptTimeout.
+var errNoAnswer = errors.New("node did not answer in time")
+
+// waiter is one thing waiting on a node's answer: a read sent on one of
+// its connections, or a connection being acquired from its pool (which
+// may wait for a slot held by reads on the silent node, or for a
+// handshake it never answers).
+type waiter struct {
+	prev, next *waiter
+	since      time.Duration // set clock instant it began to wait
+	conn       net.Conn      // broken with a past deadline to give up, or
+	cancel     func(error)   // called to give up
+	fired      atomic.Bool   // the sweeper gave up on it
+	listed     bool          // in a list; guarded by the list's lock
+}
+
+// waiters is a node's list of waiters, oldest first.
+type waiters struct {
+	mu         sync.Mutex
+	head, tail *waiter
+}
+
+// wait starts w waiting on n: on its connection c, or with cancel to give
+// up.
+func (s *Set) wait(n *node, w *waiter, c net.Conn, cancel func(error)) {
+	w.conn, w.cancel, w.since, w.prev, w.next = c, cancel, s.clock(), nil, nil
+	w.fired.Store(false)
+	l := &n.waiting
+	l.mu.Lock()
+	if l.tail == nil {
+		l.head = w
+	} else {
+		l.tail.next, w.prev = w, l.tail
+	}
+	l.tail, w.listed = w, true
+	l.mu.Unlock()
+}
+
+// done ends w's wait on n; it reports whether the sweeper gave up on it.
+// After done the sweeper no longer touches w's connection.
+func (n *node) done(w *waiter) bool {
+	l := &n.waiting
+	l.mu.Lock()
+	if w.listed {
+		if w.prev == nil {
+			l.head = w.next
+		} else {
+			w.prev.next = w.next
+		}
+		if w.next == nil {
+			l.tail = w.prev
+		} else {
+			w.next.prev = w.prev
+		}
+		w.prev, w.next, w.listed = nil, nil, false
+	}
+	l.mu.Unlock()
+	return w.fired.Load()
+}
+
+// sweep gives up on what has waited AttemptTimeout on a replica that has
+// answered no check for as long. The primary is waited for: it has no
+// other node to turn to.
+func (s *Set) sweep() {
+	now := s.clock()
+	for _, n := range s.nodes {
+		st := n.status()
+		if st.role == RolePrimary || now-st.lastGood < s.attempt {
+			continue
+		}
+		l := &n.waiting
+		l.mu.Lock()
+		for w := l.head; w != nil && now-w.since >= s.attempt; w = w.next {
+			if w.fired.Swap(true) {
+				continue
+			}
+			if w.conn != nil {
+				_ = w.conn.SetDeadline(time.Unix(1, 0))
+			} else {
+				w.cancel(errNoAnswer)
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+// sweepEvery runs sweep a few times per AttemptTimeout until ctx ends, so
+// an attempt is given up on between AttemptTimeout and a quarter more
+// after it began.
+func (s *Set) sweepEvery(ctx context.Context) {
+	t := time.NewTicker(max(s.attempt/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
