@@ -1,0 +1,342 @@
+package reshard
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/topology"
+)
+
+// markerPrefix is the prefix of the logical decoding message that a
+// switch (or verify) writes on the source: the applier records its
+// position on every target, so that waiting for it tells when the targets
+// have everything the source had committed before.
+const markerPrefix = "pgshard.reshard"
+
+// applier applies one source transaction at a time on the targets, each
+// target's part in one transaction that also records the position. It is
+// not safe for concurrent use.
+type applier struct {
+	st      *State
+	rt      *router
+	targets []*targetConn
+	tables  map[string]*tableInfo // by schema.name, as the stream names them
+	rels    map[uint32]*relation
+
+	// The transaction being applied.
+	inTx     bool
+	finalLSN pglogrepl.LSN
+	marker   bool
+}
+
+type targetConn struct {
+	name    string
+	conn    *pgx.Conn
+	applied pglogrepl.LSN // what pgshard.reshard_apply says
+	open    bool
+}
+
+// tableInfo is a declared table as the targets have it.
+type tableInfo struct {
+	table   topology.Table
+	quoted  string
+	columns []string // in order, as pgoutput sends them
+	types   []uint32
+	pk      []string
+}
+
+// relation is a table as the stream described it.
+type relation struct {
+	info   *tableInfo
+	key    int   // index of the key column; -1 for a reference table
+	pk     []int // indexes of the primary key's columns
+	quoted []string
+}
+
+// loadTables reads each declared table's columns and primary key on a
+// target, the shape the stream's relations must keep.
+func loadTables(ctx context.Context, c *pgx.Conn, tables []topology.Table) (map[string]*tableInfo, error) {
+	out := map[string]*tableInfo{}
+	for _, t := range tables {
+		ti := &tableInfo{table: t, quoted: quoteTable(t.Name)}
+		var ns, rel string
+		err := c.QueryRow(ctx, `SELECT n.nspname, c.relname,
+			(SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = ''),
+			(SELECT array_agg(atttypid::int8 ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = ''),
+			(SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = c.oid AND i.indisprimary)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`, t.Name).
+			Scan(&ns, &rel, &ti.columns, &ti.types, &ti.pk)
+		if err != nil {
+			return nil, fmt.Errorf("table %s: %w", t.Name, err)
+		}
+		out[ns+"."+rel] = ti
+	}
+	return out, nil
+}
+
+// relation records the stream's description of a table, and stops the
+// workflow if its columns are no longer those of the targets.
+func (a *applier) relation(msg *pglogrepl.RelationMessage) error {
+	ti, ok := a.tables[msg.Namespace+"."+msg.RelationName]
+	if !ok {
+		return stopf(ErrSchemaChanged, "the stream carries table %s.%s, which is not declared", msg.Namespace, msg.RelationName)
+	}
+	var cols []string
+	var types []uint32
+	for _, c := range msg.Columns {
+		cols = append(cols, c.Name)
+		types = append(types, c.DataType)
+	}
+	same := slices.Equal(cols, ti.columns)
+	for i := 0; same && i < len(types); i++ {
+		if types[i] < 16384 && ti.types[i] < 16384 && types[i] != ti.types[i] {
+			same = false
+		}
+	}
+	if !same {
+		return stopf(ErrSchemaChanged, "table %s changed on the source during the move: its columns are now (%s), the targets have (%s); "+
+			"make the same change on the targets and run the workflow again, or cancel it",
+			ti.table.Name, strings.Join(cols, ", "), strings.Join(ti.columns, ", "))
+	}
+	r := &relation{info: ti, key: -1}
+	for _, c := range cols {
+		r.quoted = append(r.quoted, pgx.Identifier{c}.Sanitize())
+	}
+	if !ti.table.Reference {
+		r.key = slices.Index(cols, ti.table.Key)
+	}
+	for _, p := range ti.pk {
+		r.pk = append(r.pk, slices.Index(cols, p))
+	}
+	a.rels[msg.RelationID] = r
+	return nil
+}
+
+func (a *applier) rel(id uint32) (*relation, error) {
+	r, ok := a.rels[id]
+	if !ok {
+		return nil, fmt.Errorf("reshard: the stream used relation %d before describing it", id)
+	}
+	return r, nil
+}
+
+func (a *applier) begin(msg *pglogrepl.BeginMessage) {
+	a.inTx, a.finalLSN, a.marker = true, msg.FinalLSN, false
+}
+
+// owners returns the targets a row goes to: the one that owns its key, or
+// all for a reference table; none for a key outside the moving range.
+func (a *applier) owners(r *relation, tuple *pglogrepl.TupleData) ([]int, error) {
+	if r.key < 0 {
+		all := make([]int, len(a.targets))
+		for i := range all {
+			all[i] = i
+		}
+		return all, nil
+	}
+	if tuple == nil || r.key >= len(tuple.Columns) || tuple.Columns[r.key].DataType != 't' {
+		return nil, fmt.Errorf("reshard: table %s: a change without its key %s", r.info.table.Name, r.info.table.Key)
+	}
+	id, err := hashText(r.info.table, tuple.Columns[r.key].Data)
+	if err != nil {
+		return nil, err
+	}
+	if i := a.rt.target(id); i >= 0 {
+		return []int{i}, nil
+	}
+	return nil, nil
+}
+
+// exec runs sql on target i inside the source transaction's part there;
+// false when the target already has this transaction (it is skipped).
+func (a *applier) exec(ctx context.Context, i int, sql string, args [][]byte) (pgconn.CommandTag, bool, error) {
+	t := a.targets[i]
+	if a.finalLSN < t.applied {
+		return pgconn.CommandTag{}, false, nil
+	}
+	if !t.open {
+		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
+			return pgconn.CommandTag{}, false, fmt.Errorf("target %s: %w", t.name, err)
+		}
+		t.open = true
+	}
+	tag, err := t.conn.PgConn().ExecParams(ctx, sql, args, nil, nil, nil).Close()
+	if err != nil {
+		return tag, false, fmt.Errorf("target %s: %w", t.name, err)
+	}
+	return tag, true, nil
+}
+
+func values(tuple *pglogrepl.TupleData, idx []int) [][]byte {
+	out := make([][]byte, len(idx))
+	for j, i := range idx {
+		if c := tuple.Columns[i]; c.DataType == 't' {
+			out[j] = c.Data
+		}
+	}
+	return out
+}
+
+func (a *applier) insert(ctx context.Context, msg *pglogrepl.InsertMessage) error {
+	r, err := a.rel(msg.RelationID)
+	if err != nil {
+		return err
+	}
+	to, err := a.owners(r, msg.Tuple)
+	if err != nil {
+		return err
+	}
+	return a.insertRow(ctx, r, msg.Tuple, to)
+}
+
+func (a *applier) insertRow(ctx context.Context, r *relation, tuple *pglogrepl.TupleData, to []int) error {
+	var cols, params []string
+	var idx []int
+	for i, c := range tuple.Columns {
+		if c.DataType == 'u' {
+			return fmt.Errorf("reshard: table %s: a row moves between targets with an unchanged TOAST value in %s; its value is not in the stream",
+				r.info.table.Name, r.info.columns[i])
+		}
+		cols = append(cols, r.quoted[i])
+		params = append(params, "$"+strconv.Itoa(len(params)+1))
+		idx = append(idx, i)
+	}
+	sql := "INSERT INTO " + r.info.quoted + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") + ")"
+	args := values(tuple, idx)
+	for _, i := range to {
+		if _, _, err := a.exec(ctx, i, sql, args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// where builds "pk1 = $n AND ..." for the primary key's values in tuple.
+func (r *relation) where(first int) string {
+	var conds []string
+	for j, i := range r.pk {
+		conds = append(conds, r.quoted[i]+" = $"+strconv.Itoa(first+j))
+	}
+	return strings.Join(conds, " AND ")
+}
+
+func (a *applier) update(ctx context.Context, msg *pglogrepl.UpdateMessage) error {
+	r, err := a.rel(msg.RelationID)
+	if err != nil {
+		return err
+	}
+	to, err := a.owners(r, msg.NewTuple)
+	if err != nil {
+		return err
+	}
+	old := msg.NewTuple
+	from := to
+	if msg.OldTuple != nil {
+		old = msg.OldTuple
+		if from, err = a.owners(r, msg.OldTuple); err != nil {
+			return err
+		}
+	}
+	if r.key >= 0 && !slices.Equal(from, to) {
+		// The key changed and the row changes owner: delete it there,
+		// insert it here.
+		if err := a.deleteRow(ctx, r, old, from); err != nil {
+			return err
+		}
+		return a.insertRow(ctx, r, msg.NewTuple, to)
+	}
+	var sets []string
+	var idx []int
+	for i, c := range msg.NewTuple.Columns {
+		if c.DataType == 'u' {
+			continue // unchanged TOAST: the target has it
+		}
+		idx = append(idx, i)
+		sets = append(sets, r.quoted[i]+" = $"+strconv.Itoa(len(idx)))
+	}
+	sql := "UPDATE " + r.info.quoted + " SET " + strings.Join(sets, ", ") + " WHERE " + r.where(len(idx)+1)
+	args := append(values(msg.NewTuple, idx), values(old, r.pk)...)
+	for _, i := range to {
+		tag, done, err := a.exec(ctx, i, sql, args)
+		if err != nil {
+			return err
+		}
+		if done && tag.RowsAffected() != 1 {
+			return fmt.Errorf("reshard: target %s: table %s: an update found %d rows for its key, want 1: the target has diverged",
+				a.targets[i].name, r.info.table.Name, tag.RowsAffected())
+		}
+	}
+	return nil
+}
+
+func (a *applier) delete(ctx context.Context, msg *pglogrepl.DeleteMessage) error {
+	r, err := a.rel(msg.RelationID)
+	if err != nil {
+		return err
+	}
+	to, err := a.owners(r, msg.OldTuple)
+	if err != nil {
+		return err
+	}
+	return a.deleteRow(ctx, r, msg.OldTuple, to)
+}
+
+func (a *applier) deleteRow(ctx context.Context, r *relation, old *pglogrepl.TupleData, to []int) error {
+	sql := "DELETE FROM " + r.info.quoted + " WHERE " + r.where(1)
+	args := values(old, r.pk)
+	for _, i := range to {
+		tag, done, err := a.exec(ctx, i, sql, args)
+		if err != nil {
+			return err
+		}
+		if done && tag.RowsAffected() != 1 {
+			return fmt.Errorf("reshard: target %s: table %s: a delete found %d rows for its key, want 1: the target has diverged",
+				a.targets[i].name, r.info.table.Name, tag.RowsAffected())
+		}
+	}
+	return nil
+}
+
+// message notes a marker for this workflow: its transaction's position
+// is recorded on every target.
+func (a *applier) message(msg *pglogrepl.LogicalDecodingMessage) {
+	if msg.Prefix == markerPrefix && string(msg.Content) == a.st.Name && a.inTx {
+		a.marker = true
+	}
+}
+
+// commit ends the transaction on every target it touched (every target
+// for a marker), recording end as each one's position.
+func (a *applier) commit(ctx context.Context, msg *pglogrepl.CommitMessage) error {
+	for i, t := range a.targets {
+		if a.marker && !t.open && a.finalLSN >= t.applied {
+			if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
+				return fmt.Errorf("target %s: %w", t.name, err)
+			}
+			t.open = true
+		}
+		if !t.open {
+			continue
+		}
+		_, err := t.conn.Exec(ctx, `INSERT INTO pgshard.reshard_apply (workflow, lsn, commit_time) VALUES ($1, $2, $3)
+			ON CONFLICT (workflow) DO UPDATE SET lsn = $2, commit_time = $3, updated_at = clock_timestamp()`,
+			a.st.Name, msg.TransactionEndLSN.String(), msg.CommitTime)
+		if err == nil {
+			_, err = t.conn.Exec(ctx, "COMMIT")
+		}
+		if err != nil {
+			return fmt.Errorf("target %s: commit: %w", a.targets[i].name, err)
+		}
+		t.open, t.applied = false, msg.TransactionEndLSN
+	}
+	a.inTx, a.marker = false, false
+	return nil
+}

@@ -1,0 +1,34 @@
+// Package reshard moves a key range of one shard onto new shards while the
+// application keeps writing, in the manner of Vitess's Reshard workflow.
+//
+// A workflow goes through these phases, each recorded in the control
+// store (topology.Store) so that a process that crashed, or was stopped,
+// can resume it with Manager.Run:
+//
+//   - created: Create checked the source (wal_level = logical, the
+//     declared tables and their primary keys) and the targets (reachable,
+//     empty, with the source's schema: copied with pg_dump when they have
+//     none, identical otherwise).
+//   - copying: a publication of the declared tables and a logical
+//     replication slot that exports a snapshot; every declared table is
+//     copied under that snapshot in binary COPY, each row sent to the
+//     target whose range holds the xxhash64 of its key (a publication's
+//     row filter cannot call xxhash64), reference tables to every target.
+//     A copy that was interrupted starts again from empty targets and a
+//     new slot.
+//   - streaming: the slot's changes (pgoutput, decoded with pglogrepl)
+//     are applied on the target that owns each row's key, in one
+//     transaction per target and source transaction, which also records
+//     the source position it reached in the target's table
+//     pgshard.reshard_apply: a change is applied exactly once across
+//     restarts. The position reported to the source as flushed is always
+//     one that every target has committed.
+//   - switching, switched: SwitchWrites fences the source, waits for the
+//     targets to reach the source's position at the fence and publishes
+//     the next map, in which the targets own the range.
+//   - completed, or cancelled: the slot and the publication are dropped.
+//
+// TRUNCATE of a declared table is refused on the source while a workflow
+// runs, and a change to a moving table's columns stops the workflow with
+// an error that names the table.
+package reshard

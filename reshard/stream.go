@@ -1,0 +1,192 @@
+package reshard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// streaming says whether the forward stream runs in phase p.
+func streaming(p Phase) bool {
+	return p == PhaseStreaming || p == PhaseSwitching || p == PhaseSwitched
+}
+
+// stream applies the slot's changes on the targets until ctx ends, the
+// workflow leaves the streaming phases, or an error.
+func (m *Manager) stream(ctx context.Context, name string) error {
+	st, _, err := m.load(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !streaming(st.Phase) {
+		return nil
+	}
+	src, err := m.source(ctx, st)
+	if err != nil {
+		return err
+	}
+	var exists bool
+	err = src.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, st.Slot).Scan(&exists)
+	src.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("reshard: source %s: %w", st.Source.Shard, err)
+	}
+	if !exists {
+		return stopf(ErrSlotLost, "source %s has no slot %s (a failover of its primary before PostgreSQL 17 loses it): "+
+			"changes since may be missing from the targets, so the workflow stops; cancel it and create it again", st.Source.Shard, st.Slot)
+	}
+	rt, err := newRouter(st.Targets)
+	if err != nil {
+		return err
+	}
+	a := &applier{st: st, rt: rt, rels: map[uint32]*relation{}}
+	defer func() {
+		for _, t := range a.targets {
+			t.conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	start := pglogrepl.LSN(0)
+	for i, t := range st.Targets {
+		c, err := m.target(ctx, t)
+		if err != nil {
+			return err
+		}
+		tc := &targetConn{name: t.Name, conn: c}
+		a.targets = append(a.targets, tc)
+		var lsn string
+		if err := c.QueryRow(ctx, `SELECT lsn::text FROM pgshard.reshard_apply WHERE workflow = $1`, st.Name).Scan(&lsn); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return stopf(ErrPhase, "target %s has no position for workflow %s: it was emptied; cancel the workflow", t.Name, st.Name)
+			}
+			return fmt.Errorf("reshard: target %s: %w", t.Name, err)
+		}
+		if tc.applied, err = pglogrepl.ParseLSN(lsn); err != nil {
+			return err
+		}
+		if i == 0 || tc.applied < start {
+			start = tc.applied
+		}
+		if i == 0 {
+			if a.tables, err = loadTables(ctx, c, st.Tables); err != nil {
+				return fmt.Errorf("reshard: target %s: %w", t.Name, err)
+			}
+		}
+	}
+
+	repl, err := m.replicationConn(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+	err = pglogrepl.StartReplication(ctx, repl, st.Slot, start, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(st.Publication), "messages 'true'"},
+	})
+	if err != nil {
+		return fmt.Errorf("reshard: source %s: start replication: %w", st.Source.Shard, err)
+	}
+	m.o.Logger.Info("reshard: streaming", "workflow", name, "from", start)
+
+	// flushed is what every target has committed, or what the source
+	// said it had sent while no transaction was open: the position
+	// reported, never zero.
+	flushed := start
+	nextStatus := time.Now()
+	for {
+		if !time.Now().Before(nextStatus) {
+			if err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
+				WALWritePosition: flushed, WALFlushPosition: flushed, WALApplyPosition: flushed, ReplyRequested: true,
+			}); err != nil {
+				return fmt.Errorf("reshard: source %s: status update: %w", st.Source.Shard, err)
+			}
+			cur, _, err := m.load(ctx, name)
+			if err != nil {
+				return err
+			}
+			if !streaming(cur.Phase) {
+				return nil
+			}
+			nextStatus = time.Now().Add(m.o.StatusInterval)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := repl.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("reshard: source %s: receive: %w", st.Source.Shard, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("reshard: source %s: %w", st.Source.Shard, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return err
+				}
+				if !a.inTx && ka.ServerWALEnd > flushed {
+					flushed = ka.ServerWALEnd
+				}
+				if ka.ReplyRequested {
+					nextStatus = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return err
+				}
+				end, err := m.handle(ctx, a, xld.WALData)
+				if err != nil {
+					return err
+				}
+				if end > flushed {
+					flushed = end
+				}
+			}
+		}
+	}
+}
+
+// handle applies one pgoutput message; after a commit it returns the
+// transaction's end, which every target now has.
+func (m *Manager) handle(ctx context.Context, a *applier, data []byte) (pglogrepl.LSN, error) {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return 0, fmt.Errorf("reshard: decode: %w", err)
+	}
+	switch msg := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		return 0, a.relation(msg)
+	case *pglogrepl.BeginMessage:
+		a.begin(msg)
+	case *pglogrepl.InsertMessage:
+		return 0, a.insert(ctx, msg)
+	case *pglogrepl.UpdateMessage:
+		return 0, a.update(ctx, msg)
+	case *pglogrepl.DeleteMessage:
+		return 0, a.delete(ctx, msg)
+	case *pglogrepl.TruncateMessage:
+		return 0, stopf(ErrTruncate, "the source truncated a moving table (relation %v) while its guard trigger was missing; "+
+			"the targets no longer match: cancel the workflow", msg.RelationIDs)
+	case *pglogrepl.LogicalDecodingMessage:
+		a.message(msg)
+	case *pglogrepl.CommitMessage:
+		if err := a.commit(ctx, msg); err != nil {
+			return 0, err
+		}
+		return msg.TransactionEndLSN, nil
+	}
+	return 0, nil
+}
