@@ -85,7 +85,7 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
 	err = pglogrepl.StartReplication(ctx, repl, st.Slot, start, pglogrepl.StartReplicationOptions{
-		Mode: pglogrepl.LogicalReplication,
+		Mode:       pglogrepl.LogicalReplication,
 		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(st.Publication), "messages 'true'"},
 	})
 	if err != nil {
