@@ -149,3 +149,44 @@ func TestCopyAndStreamUnderWrites(t *testing.T) {
 	require.NoError(t, src.QueryRow(ctx, "SELECT count(*) FROM pg_publication").Scan(&pubs))
 	require.Zero(t, pubs)
 }
+
+// The process killed during the copy: the next Run drops the slot and the
+// rows of the interrupted copy and copies again, under writes.
+func TestResumeAfterKillDuringCopy(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.seed(t, 20000)
+	_, err := e.m.Create(ctx, e.spec("recopy"))
+	require.NoError(t, err)
+	stopWrites := e.writer(t, ctx, 2)
+
+	runCtx, kill := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.m.Run(runCtx, "recopy") }()
+	src := connectDSN(t, e.source, e.db)
+	require.Eventually(t, func() bool {
+		var n int
+		err := src.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshard_reshard_recopy'").Scan(&n)
+		return err == nil && n == 1
+	}, time.Minute, time.Millisecond)
+	kill()
+	require.ErrorIs(t, <-done, context.Canceled)
+	st, err := e.m.Get(ctx, "recopy")
+	require.NoError(t, err)
+	t.Logf("killed in phase %s", st.Phase)
+
+	runCtx, kill = context.WithCancel(ctx)
+	defer kill()
+	go func() { done <- e.m.Run(runCtx, "recopy") }()
+	waitPhase(t, e, "recopy", reshard.PhaseStreaming)
+	stopWrites()
+	require.NoError(t, e.m.CatchUp(ctx, "recopy", time.Minute))
+	e.requireSame(t)
+	st, err = e.m.Get(ctx, "recopy")
+	require.NoError(t, err)
+	if st.CopyAttempts < 2 {
+		t.Logf("the kill came after the copy (attempts %d): the stream resumed instead", st.CopyAttempts)
+	}
+	kill()
+	<-done
+}

@@ -12,6 +12,9 @@ var groups = map[string]func(ctx context.Context, e *env, args []string) int{
 	"schema": func(ctx context.Context, e *env, args []string) int {
 		return runGroup(ctx, e, "schema", schemaUsage, schemaCommands, args)
 	},
+	"reshard": func(ctx context.Context, e *env, args []string) int {
+		return runGroup(ctx, e, "reshard", reshardUsage, reshardCommands, args)
+	},
 }
 
 type command = func(ctx context.Context, e *env, cmd string, args []string) int

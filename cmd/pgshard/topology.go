@@ -115,8 +115,8 @@ func (c *common) parse(e *env, args []string, nargs int) (rest []string, code in
 		rest = append(rest, c.fs.Arg(0))
 		args = c.fs.Args()[1:]
 	}
-	if len(rest) != nargs {
-		fmt.Fprintf(e.errw, "%s: want %d argument(s), got %d\n", c.fs.Name(), nargs, len(rest))
+	if nargs >= 0 && len(rest) != nargs || nargs < 0 && len(rest) > 1 {
+		fmt.Fprintf(e.errw, "%s: want %d argument(s), got %d\n", c.fs.Name(), max(nargs, 1), len(rest))
 		c.fs.Usage()
 		return nil, exitUsage, false
 	}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pgshard/pgshard/reshard"
+	"github.com/pgshard/pgshard/topology"
+)
+
+const reshardUsage = `usage: pgshard reshard COMMAND [flags] NAME
+
+Commands:
+  create NAME --source RANGE --target RANGE=DSN ...
+                       check, then copy the declared tables to the targets and stream changes (until ^C)
+  run NAME             resume a workflow where it stopped (copy again if interrupted, then stream)
+  status NAME          phase, rows copied, lag, warnings (no NAME: every workflow)
+  cancel NAME          before the switch: drop the slot and the publication, empty the targets
+
+The workflow's state is kept in the control database (--control DSN, or $PGSHARD_CONTROL).
+The declared tables (pgshard schema add-table) are the ones moved.
+`
+
+var reshardCommands = map[string]command{
+	"create": cmdReshardCreate,
+	"run":    cmdReshardRun,
+	"status": cmdReshardStatus,
+	"cancel": cmdReshardCancel,
+}
+
+// targetsFlag collects --target RANGE=DSN or NAME:RANGE=DSN.
+type targetsFlag []reshard.Target
+
+func (f *targetsFlag) String() string { return fmt.Sprint(len(*f)) }
+
+func (f *targetsFlag) Set(s string) error {
+	r, dsn, ok := strings.Cut(s, "=")
+	if !ok || r == "" || dsn == "" {
+		return errors.New("want RANGE=DSN or NAME:RANGE=DSN, such as 80-c0=postgres://app:${PW}@10.0.0.5/app")
+	}
+	t := reshard.Target{Range: r, Primary: dsn}
+	if name, rg, ok := strings.Cut(r, ":"); ok {
+		t.Name, t.Range = name, rg
+	}
+	*f = append(*f, t)
+	return nil
+}
+
+func (e *env) manager(ctx context.Context, c *common, verbose bool) (*reshard.Manager, *topology.Store, error) {
+	s, err := c.open(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	o := reshard.Options{Lookup: e.lookup}
+	if verbose {
+		o.Logger = slog.New(slog.NewTextHandler(e.errw, nil))
+	}
+	return reshard.New(s, o), s, nil
+}
+
+func cmdReshardCreate(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "Check the source and the targets, copy the schema to targets that have none and record\n"+
+		"the workflow; then copy the declared tables and stream changes until interrupted (resume with run).")
+	source := c.fs.String("source", "", "the range of the shard to split, as the map has it (80-)")
+	var targets targetsFlag
+	c.fs.Var(&targets, "target", "RANGE=DSN (or NAME:RANGE=DSN) of a target; repeat: their ranges cover the source's")
+	noRun := c.fs.Bool("no-run", false, "record the workflow and return: copy and stream later with run")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	if *source == "" || len(targets) == 0 {
+		fmt.Fprintf(e.errw, "%s: give --source RANGE and at least one --target RANGE=DSN\n", c.fs.Name())
+		return exitUsage
+	}
+	m, s, err := e.manager(ctx, c, true)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	st, err := m.Create(ctx, reshard.Spec{Name: rest[0], Source: *source, Targets: targets})
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	fmt.Fprintf(e.out, "workflow %s created: %s (shard %s) to %s\n", st.Name, st.Source.Range, st.Source.Shard, targetNames(st))
+	if *noRun {
+		return exitOK
+	}
+	return runWorkflow(ctx, e, c, m, st.Name)
+}
+
+func targetNames(st *reshard.State) string {
+	var names []string
+	for _, t := range st.Targets {
+		names = append(names, t.Name+" ("+t.Range+")")
+	}
+	return strings.Join(names, ", ")
+}
+
+func runWorkflow(ctx context.Context, e *env, c *common, m *reshard.Manager, name string) int {
+	fmt.Fprintf(e.out, "workflow %s: copying and streaming; ^C stops (resume with 'pgshard reshard run %s')\n", name, name)
+	err := m.Run(ctx, name)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(e.out, "workflow %s: stopped\n", name)
+		return exitOK
+	}
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	st, err := m.Get(context.WithoutCancel(ctx), name)
+	if err == nil {
+		fmt.Fprintf(e.out, "workflow %s: %s\n", name, st.Phase)
+	}
+	return exitOK
+}
+
+func cmdReshardRun(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "Resume the workflow: copy (again, if a copy was interrupted), then stream changes\n"+
+		"to the targets until interrupted, completed or cancelled.")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, true)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	return runWorkflow(ctx, e, c, m, rest[0])
+}
+
+func cmdReshardStatus(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "[NAME]", "Print the workflow's phase, rows copied per table, streaming lag and warnings\n"+
+		"(a slot that holds back more than 1 GiB of WAL, a stream that no process runs). Without NAME, every workflow.")
+	rest, code, ok := c.parse(e, args, -1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, false)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	names := rest
+	if len(names) == 0 {
+		if names, err = m.List(ctx); err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+	}
+	all := []*reshard.Status{}
+	for _, n := range names {
+		st, err := m.Status(ctx, n)
+		if err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+		all = append(all, st)
+	}
+	var v any = all
+	if len(rest) == 1 {
+		v = all[0]
+	}
+	return e.print(c, v, func(w io.Writer) {
+		for _, st := range all {
+			printStatus(w, st)
+		}
+	})
+}
+
+func printStatus(w io.Writer, st *reshard.Status) {
+	fmt.Fprintf(w, "workflow %s: %s\n", st.Name, st.Phase)
+	fmt.Fprintf(w, "  source   %s (shard %s, map version %d)\n", st.Source.Range, st.Source.Shard, st.MapVersion)
+	for _, t := range st.Targets {
+		fmt.Fprintf(w, "  target   %s (%s) applied %s\n", t.Name, t.Range, st.Applied[t.Name])
+	}
+	if len(st.Copied) > 0 {
+		tables := make([]string, 0, len(st.Copied))
+		for t := range st.Copied {
+			tables = append(tables, t)
+		}
+		slices.Sort(tables)
+		var parts []string
+		for _, t := range tables {
+			parts = append(parts, fmt.Sprintf("%s %d", t, st.Copied[t]))
+		}
+		fmt.Fprintf(w, "  copied   %s rows in %v (attempt %d)\n", strings.Join(parts, ", "), st.CopyTime.Round(time.Millisecond), st.CopyAttempts)
+	}
+	if st.SlotExists {
+		fmt.Fprintf(w, "  slot     %s, active %t, lag %d bytes, %.1f s, holds %d KiB of WAL\n", st.Slot, st.SlotActive, st.LagBytes, st.LagSeconds, st.RetainedBytes>>10)
+	}
+	if st.SwitchedVersion != 0 {
+		fmt.Fprintf(w, "  switched at map version %d\n", st.SwitchedVersion)
+	}
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "  WARNING  %s\n", warn)
+	}
+}
+
+func cmdReshardCancel(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "Abandon the workflow before its switch: drop the slot and the publication on the source\n"+
+		"and empty the targets' declared tables.")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, false)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	if _, err := m.Cancel(ctx, rest[0]); err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	fmt.Fprintf(e.out, "workflow %s cancelled: slot and publication dropped, targets emptied\n", rest[0])
+	return exitOK
+}
