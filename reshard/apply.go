@@ -128,6 +128,17 @@ func (a *applier) rel(id uint32) (*relation, error) {
 	return r, nil
 }
 
+// opened reports whether the transaction being applied has begun on a
+// target.
+func (a *applier) opened() bool {
+	for _, t := range a.targets {
+		if t.open {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *applier) begin(msg *pglogrepl.BeginMessage) {
 	a.inTx, a.finalLSN, a.marker = true, msg.FinalLSN, false
 }

@@ -77,6 +77,13 @@ type State struct {
 	// SwitchedVersion is the map version that gave the range to the
 	// targets.
 	SwitchedVersion int64 `json:"switched_version,omitempty"`
+	// Hold, while a Verify runs, pauses the stream: "pause" at the next
+	// transaction boundary, then a source position at which it stops
+	// again, having applied everything committed before it. HoldAck says
+	// the stream has paused. A hold ends at HoldExpires at the latest.
+	Hold        string    `json:"hold,omitempty"`
+	HoldAck     bool      `json:"hold_ack,omitempty"`
+	HoldExpires time.Time `json:"hold_expires,omitzero"`
 	// Error is why the workflow last stopped, if it did.
 	Error     string    `json:"error,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

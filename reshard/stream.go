@@ -98,6 +98,7 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 	// reported, never zero.
 	flushed := start
 	nextStatus := time.Now()
+	var h hold // a Verify's
 	for {
 		if !time.Now().Before(nextStatus) {
 			if err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
@@ -112,6 +113,7 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 			if !streaming(cur.Phase) {
 				return nil
 			}
+			h = holdOf(cur)
 			nextStatus = time.Now().Add(m.o.StatusInterval)
 		}
 		rctx, cancel := context.WithDeadline(ctx, nextStatus)
@@ -139,6 +141,12 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 				if !a.inTx && ka.ServerWALEnd > flushed {
 					flushed = ka.ServerWALEnd
 				}
+				for !h.none() && !a.inTx && h.reached(ka.ServerWALEnd) {
+					if h, err = m.holdHere(ctx, repl, a, name, h, flushed); err != nil {
+						return err
+					}
+					nextStatus = time.Time{}
+				}
 				if ka.ReplyRequested {
 					nextStatus = time.Time{}
 				}
@@ -150,6 +158,14 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 				end, err := m.handle(ctx, a, xld.WALData)
 				if err != nil {
 					return err
+				}
+				// A transaction has just begun (nothing of it applied):
+				// a boundary where a hold may pause it.
+				for !h.none() && a.inTx && !a.opened() && h.reached(a.finalLSN) {
+					if h, err = m.holdHere(ctx, repl, a, name, h, flushed); err != nil {
+						return err
+					}
+					nextStatus = time.Time{}
 				}
 				if end > flushed {
 					flushed = end

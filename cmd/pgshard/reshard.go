@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/pgshard/pgshard/reshard"
@@ -21,6 +23,7 @@ Commands:
                        check, then copy the declared tables to the targets and stream changes (until ^C)
   run NAME             resume a workflow where it stopped (copy again if interrupted, then stream)
   status NAME          phase, rows copied, lag, warnings (no NAME: every workflow)
+  verify NAME          compare the source's rows with the targets' at one position (the stream must run)
   cancel NAME          before the switch: drop the slot and the publication, empty the targets
 
 The workflow's state is kept in the control database (--control DSN, or $PGSHARD_CONTROL).
@@ -32,6 +35,7 @@ var reshardCommands = map[string]command{
 	"run":    cmdReshardRun,
 	"status": cmdReshardStatus,
 	"cancel": cmdReshardCancel,
+	"verify": cmdReshardVerify,
 }
 
 // targetsFlag collects --target RANGE=DSN or NAME:RANGE=DSN.
@@ -218,4 +222,49 @@ func cmdReshardCancel(ctx context.Context, e *env, cmd string, args []string) in
 	}
 	fmt.Fprintf(e.out, "workflow %s cancelled: slot and publication dropped, targets emptied\n", rest[0])
 	return exitOK
+}
+
+func cmdReshardVerify(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "Compare the source's rows (of each target's range) with the targets' at one position of\n"+
+		"the source: row counts and each row's md5 in primary-key order, naming the first keys that differ.\n"+
+		"The stream ('pgshard reshard run') must be running: it pauses for the comparison. Exit status 1 on a difference.")
+	timeout := c.fs.Duration("timeout", 30*time.Second, "how long to wait for the stream to pause and reach the position")
+	maxDiffs := c.fs.Int("max-diffs", 10, "name at most this many differences")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, false)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	rep, err := m.Verify(ctx, rest[0], reshard.VerifyOptions{Timeout: *timeout, MaxDiffs: *maxDiffs})
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	code = e.print(c, rep, func(w io.Writer) {
+		fmt.Fprintf(w, "compared at source position %s\n", rep.Position)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TABLE\tTARGET\tSOURCE ROWS\tTARGET ROWS")
+		for _, tc := range rep.Tables {
+			for _, t := range slices.Sorted(maps.Keys(tc.Targets)) {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", tc.Table, t, tc.Source[t], tc.Targets[t])
+			}
+		}
+		tw.Flush()
+		for _, d := range rep.Diffs {
+			fmt.Fprintf(w, "DIFF %s on %s at key %s: %s\n", d.Table, d.Target, d.Key, d.Problem)
+		}
+		if rep.More > 0 {
+			fmt.Fprintf(w, "and %d more differences\n", rep.More)
+		}
+		if rep.Clean() {
+			fmt.Fprintln(w, "clean: the targets hold exactly the source's rows")
+		}
+	})
+	if code == exitOK && !rep.Clean() {
+		return exitFail
+	}
+	return code
 }
