@@ -119,7 +119,8 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 	if avoid != nil && avoid.status().role == RolePrimary {
 		doubt = s.clock()
 	}
-	var lastBehind *node
+	var lastBehind *node // eligible but behind MinLSN
+	waited := false      // a probe of it waited as with no primary
 	for range len(s.nodes) {
 		now := s.clock()
 		chosen, behind := s.pick(now+s.margin, o.MinLSN, avoid)
@@ -144,6 +145,9 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		}
 		if behind != nil {
 			lastBehind = behind
+			if _, err := s.writer(); err != nil || doubt != noDoubt {
+				waited = true
+			}
 			t, ok, err := s.probe(ctx, behind, o.MinLSN, doubt)
 			if ok {
 				return t, nil
@@ -160,11 +164,12 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		break
 	}
 	t, err := s.fallbackTarget(ctx, why)
-	if err == nil || lastBehind == nil || !errors.Is(err, errPrimaryFailed) || doubt != noDoubt {
+	if err == nil || lastBehind == nil || waited || !(errors.Is(err, errPrimaryFailed) || errors.Is(err, ErrNoPrimary)) {
 		return t, err
 	}
-	// The primary failed the fallback (refused, shutting down): the
-	// replica that was only behind is the read's one chance.
+	// The primary failed the fallback (refused, shutting down), or was
+	// found down since the replica was probed: the replica that was only
+	// behind is the read's one chance.
 	t, ok, perr := s.probe(ctx, lastBehind, o.MinLSN, s.clock())
 	if ok {
 		return t, nil
