@@ -30,6 +30,10 @@ type ApplyOptions struct {
 	// LockTimeout bounds how long each fence waits for the write
 	// transactions in flight on its shard. Default 5 s.
 	LockTimeout time.Duration
+	// Lease is how long a router may go on writing to a fenced shard
+	// after it last read the fence (see FenceState.Lease). Default
+	// DefaultLease.
+	Lease time.Duration
 	// Lookup expands the variables of the shard DSNs that fences connect
 	// to. Default os.LookupEnv.
 	Lookup func(string) (string, bool)
@@ -174,7 +178,7 @@ func (s *Store) fence(ctx context.Context, fs []FenceState, o ApplyOptions) (und
 				prev = FenceState{Shard: f.Shard}
 			}
 			f := f
-			f.Primary = ""
+			f.Primary, f.Lease = "", o.Lease
 			if err := InstallFence(ctx, c, f, o.LockTimeout); err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // FenceState is what a shard's primary records in its table pgshard.fence:
@@ -29,7 +30,23 @@ type FenceState struct {
 	// installed on: the shard's primary in the new map, or in the old one
 	// for a shard that leaves. The shard does not record it.
 	Primary string `json:"primary,omitempty"`
+	// Lease is how long a router may go on writing to the shard after it
+	// last read the fence and found its map current (see the package
+	// doc); 0 means DefaultLease.
+	Lease time.Duration `json:"lease,omitempty"`
+	// RelaxAfter is when, by the shard's clock, every router whose map is
+	// older than Version has lost its lease: from then on RelaxFence may
+	// remove the fence's triggers. Set by InstallFence.
+	RelaxAfter time.Time `json:"relax_after,omitzero"`
+	// RelaxedAt is when RelaxFence removed the fence's triggers; zero
+	// while they guard the shard.
+	RelaxedAt time.Time `json:"relaxed_at,omitzero"`
 }
+
+// DefaultLease is a router's lease on a shard whose fence names none, or
+// that has no fence: a router that has not read a shard's fence for this
+// long stops writing to it until it has.
+const DefaultLease = 10 * time.Second
 
 // VersionParam is the run-time parameter by which a router's connection
 // tells a shard which map version its replica set was built from. A
@@ -46,7 +63,12 @@ CREATE TABLE IF NOT EXISTS pgshard.fence (
 	version    bigint NOT NULL,
 	closed     boolean NOT NULL,
 	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);`
+);
+ALTER TABLE pgshard.fence
+	ADD COLUMN IF NOT EXISTS lease_ms bigint NOT NULL DEFAULT 10000,
+	ADD COLUMN IF NOT EXISTS relax_after timestamptz,
+	ADD COLUMN IF NOT EXISTS relaxed_at timestamptz,
+	ADD COLUMN IF NOT EXISTS guard text;`
 
 // The trigger function only raises: the trigger's WHEN clause, rewritten
 // at each fence with its state as constants, decides without calling a
@@ -75,21 +97,6 @@ func createTrigger(table string, st FenceState) string {
 		" FOR EACH STATEMENT WHEN (" + fenceWhen(st) + ") EXECUTE FUNCTION pgshard.fence_check()"
 }
 
-const fenceNewTables = `
-CREATE OR REPLACE FUNCTION pgshard.fence_new_table() RETURNS event_trigger LANGUAGE plpgsql AS $f$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
-		WHERE object_type = 'table' AND schema_name NOT IN ('pgshard', 'pg_temp') LOOP
-		EXECUTE format(%s, r.objid::regclass);
-	END LOOP;
-END $f$;
-DROP EVENT TRIGGER IF EXISTS pgshard_fence_new_tables;
-CREATE EVENT TRIGGER pgshard_fence_new_tables ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-	EXECUTE FUNCTION pgshard.fence_new_table();`
-
 // userTables lists the tables the fence guards: every table and
 // partitioned table outside the system schemas and pgshard.
 const userTables = `
@@ -102,15 +109,34 @@ ORDER BY c.oid`
 // has none.
 func ReadFence(ctx context.Context, conn *pgx.Conn) (FenceState, bool, error) {
 	var st FenceState
-	err := conn.QueryRow(ctx, `SELECT shard, range, version, closed, changed_at FROM pgshard.fence`).
-		Scan(&st.Shard, &st.Range, &st.Version, &st.Closed, &st.ChangedAt)
+	var leaseMS int64
+	var relaxAfter, relaxedAt *time.Time
+	err := conn.QueryRow(ctx, `SELECT shard, range, version, closed, changed_at, lease_ms, relax_after, relaxed_at FROM pgshard.fence`).
+		Scan(&st.Shard, &st.Range, &st.Version, &st.Closed, &st.ChangedAt, &leaseMS, &relaxAfter, &relaxedAt)
+	if isCode(err, "42703") { // a fence installed before leases: the next fence adds them
+		leaseMS = DefaultLease.Milliseconds()
+		err = conn.QueryRow(ctx, `SELECT shard, range, version, closed, changed_at FROM pgshard.fence`).
+			Scan(&st.Shard, &st.Range, &st.Version, &st.Closed, &st.ChangedAt)
+	}
 	if err != nil {
-		if errors.Is(err, pgx.ErrNoRows) || strings.Contains(err.Error(), "SQLSTATE 42P01") || strings.Contains(err.Error(), "SQLSTATE 3F000") {
+		if errors.Is(err, pgx.ErrNoRows) || isCode(err, "42P01") || isCode(err, "3F000") {
 			return FenceState{}, false, nil
 		}
 		return FenceState{}, false, err
 	}
+	st.Lease = time.Duration(leaseMS) * time.Millisecond
+	if relaxAfter != nil {
+		st.RelaxAfter = *relaxAfter
+	}
+	if relaxedAt != nil {
+		st.RelaxedAt = *relaxedAt
+	}
 	return st, true, nil
+}
+
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
 }
 
 // InstallFence records st on the shard whose primary conn is connected to,
@@ -122,9 +148,14 @@ func ReadFence(ctx context.Context, conn *pgx.Conn) (FenceState, bool, error) {
 // writer can deadlock with it; then it waits until every transaction that
 // had written something before the last trigger was in place has ended.
 // From its return, a write routed with an older map commits nowhere on the
-// shard: it was either committed before, or refused. A superuser also gets
-// an event trigger that fences tables created later; without one, a table
-// created after a fence is guarded from the next fence on.
+// shard: it was either committed before, or refused.
+//
+// It also records when the triggers may go (st.RelaxAfter, see
+// RelaxFence): twice the longest lease a router may hold from a read of
+// the fence made before this one. A table created later is fenced at once
+// if a superuser has guarded the shard (GuardNewTables, which InstallFence
+// does itself when conn is a superuser's); otherwise a router with an
+// older map stops writing to it when its lease ends.
 func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeout time.Duration) error {
 	if lockTimeout <= 0 {
 		lockTimeout = 5 * time.Second
@@ -132,9 +163,39 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 	if !validName(st.Shard) {
 		return fmt.Errorf("%w: shard name %q", ErrInvalidMap, st.Shard)
 	}
+	if st.Lease < 0 {
+		return fmt.Errorf("topology: fence shard %s: lease %s is negative", st.Shard, st.Lease)
+	}
+	lease := st.Lease
+	if lease == 0 {
+		lease = DefaultLease
+	}
 	deadline := time.Now().Add(lockTimeout)
+	unlock, err := fenceLock(ctx, conn, deadline)
+	if err != nil {
+		return fmt.Errorf("wait for another fence of the shard: %w", err)
+	}
+	defer unlock()
+	prev, had, err := ReadFence(ctx, conn)
+	if err != nil {
+		return err
+	}
+	// A router that read the fence before this one holds a lease of the
+	// previous fence's length, or DefaultLease if there was none.
+	held := DefaultLease
+	var prevRelax *time.Time
+	if had {
+		held = prev.Lease
+		if !prev.RelaxAfter.IsZero() {
+			prevRelax = &prev.RelaxAfter
+		}
+	}
+	wait := 2 * max(held, lease)
+	if st.Version == 0 && !st.Closed {
+		wait = 0 // no router's map is older than version 0
+	}
 	var tables []string
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fenceSchema); err != nil {
 			return err
 		}
@@ -146,9 +207,7 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 			return err
 		}
 		if super {
-			tmpl := strings.ReplaceAll(createTrigger("%s", st), "%", "%%")
-			tmpl = strings.Replace(tmpl, "%%s", "%s", 1)
-			if _, err := tx.Exec(ctx, fmt.Sprintf(fenceNewTables, quoteLiteral(tmpl))); err != nil {
+			if _, err := tx.Exec(ctx, guardNewTables); err != nil {
 				return err
 			}
 		}
@@ -178,9 +237,11 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 	if err := waitWriters(ctx, conn, deadline); err != nil {
 		return err
 	}
-	_, err = conn.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (one) DO UPDATE SET shard = $1, range = $2, version = $3, closed = $4, changed_at = clock_timestamp()`,
-		st.Shard, st.Range, st.Version, st.Closed)
+	_, err = conn.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed, lease_ms, relax_after, relaxed_at, guard)
+		VALUES ($1, $2, $3, $4, $5, greatest(clock_timestamp() + $6 * interval '1 millisecond', $7), NULL, $8)
+		ON CONFLICT (one) DO UPDATE SET shard = $1, range = $2, version = $3, closed = $4, changed_at = clock_timestamp(),
+			lease_ms = $5, relax_after = EXCLUDED.relax_after, relaxed_at = NULL, guard = $8`,
+		st.Shard, st.Range, st.Version, st.Closed, lease.Milliseconds(), wait.Milliseconds(), prevRelax, fenceWhen(st))
 	return err
 }
 
