@@ -24,6 +24,9 @@ func (t Target) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.usable(ctx); err != nil {
 		return errBatch{err}
 	}
+	if err := t.leaseErr(ctx); err != nil {
+		return errBatch{t.fail(ctx, err)}
+	}
 	conn, err := t.s.set.WriteConn(ctx)
 	if err != nil {
 		return errBatch{t.fail(ctx, err)}
@@ -84,6 +87,9 @@ func (b *batchResults) Close() error {
 func (t Target) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error) {
 	if err := t.usable(ctx); err != nil {
 		return 0, err
+	}
+	if err := t.leaseErr(ctx); err != nil {
+		return 0, t.fail(ctx, err)
 	}
 	conn, err := t.s.set.WriteConn(ctx)
 	if err != nil {

@@ -34,7 +34,7 @@ func (t Target) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 	var err error
 	if readOnly {
 		conn, err = t.s.set.ReadConn(ctx, t.readOptions(ctx))
-	} else {
+	} else if err = t.leaseErr(ctx); err == nil {
 		conn, err = t.s.set.WriteConn(ctx)
 	}
 	if err != nil {

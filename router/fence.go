@@ -44,6 +44,12 @@ func (t Target) fenced(ctx context.Context, op func(Target) error) error {
 		var want int64
 		if meta := v.meta[cur.s]; meta.closed {
 			err, want = &topology.FenceError{Version: v.version, Closed: true}, v.version+1
+		} else if lerr := cur.leaseErr(ctx); lerr != nil {
+			fe, refused := topology.IsFenced(lerr)
+			if !refused {
+				return lerr
+			}
+			err, want = fe, max(fe.Version, meta.tag+1)
 		} else {
 			err = op(cur)
 			fe, refused := topology.IsFenced(err)

@@ -34,6 +34,7 @@ const (
 // change of view happens on its goroutine; writers only ask it to look.
 type follower struct {
 	r      *Router
+	epoch  time.Time // the origin of now()
 	store  *topology.Store
 	poll   time.Duration
 	wait   time.Duration
@@ -87,7 +88,7 @@ func openFollowing(ctx context.Context, cfg Config) (*Router, error) {
 	if len(cfg.Shards) > 0 {
 		return nil, fmt.Errorf("%w: both Shards and Store are set", ErrInvalidConfig)
 	}
-	f := &follower{store: cfg.Store, poll: cfg.PollInterval, wait: cfg.FenceWait, lookup: cfg.Lookup, kick: make(chan struct{}, 1)}
+	f := &follower{epoch: time.Now(), store: cfg.Store, poll: cfg.PollInterval, wait: cfg.FenceWait, lookup: cfg.Lookup, kick: make(chan struct{}, 1)}
 	if f.poll < 0 || f.wait < 0 {
 		return nil, fmt.Errorf("%w: PollInterval and FenceWait must not be negative", ErrInvalidConfig)
 	}
@@ -403,7 +404,9 @@ func gains(was, now shard.Range) bool {
 // of that shard until it has the map that moved it.
 const fenceWatch = 500 * time.Millisecond
 
-// watchFences reads every shard's fence on its primary each fenceWatch. A
+// watchFences reads every shard's fence on its primary each fenceWatch,
+// which renews the router's leases (lease.go) and relaxes the fences whose
+// time has come. A
 // fence newer than the shard's set that gives the shard another range (or
 // none) means the router's map is stale for reads too: it marks the shard
 // (see Target.moved) and asks for a reload. A fence that only closes the
@@ -418,18 +421,20 @@ func (f *follower) watchFences(ctx context.Context) {
 		case <-tick.C:
 		}
 		for _, st := range f.r.current().shards {
-			var version int64
-			var rng string
-			cctx, cancel := context.WithTimeout(ctx, storeTimeout)
-			err := st.set.ReadRow(cctx, replica.ReadOptions{Primary: true}, "SELECT version, range FROM pgshard.fence").Scan(&version, &rng)
-			cancel()
-			if err != nil || version <= st.tag || rng == st.rng.String() {
-				continue // no fence (or none readable now), or one this set already follows
+			fr, err := f.renew(ctx, st)
+			if err != nil || !fr.found {
+				continue // no fence, or none readable now
 			}
-			if st.movedAt.Load() < version {
-				st.movedAt.Store(version)
+			if fr.due {
+				f.relax(ctx, st)
+			}
+			if fr.version <= st.tag {
+				continue // one this set already follows
+			}
+			if fr.rng != st.rng.String() && st.movedAt.Load() < fr.version {
+				st.movedAt.Store(fr.version)
 				f.r.log.Warn("topology: a shard's fence says its range moved in a newer map: holding its reads until this router has it",
-					"shard", st.name, "fence_version", version, "map_version", f.r.current().version)
+					"shard", st.name, "fence_version", fr.version, "map_version", f.r.current().version)
 			}
 			f.askReload()
 		}

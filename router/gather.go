@@ -359,6 +359,9 @@ func (r *Router) ExecAll(ctx context.Context, sql string, args ...any) error {
 		return ErrClosed
 	}
 	failed := r.onEveryShard(ctx, len(r.current().shards), func(_ int, t Target) error {
+		if err := t.leaseErr(ctx); err != nil {
+			return err
+		}
 		_, err := t.s.set.Exec(ctx, sql, args...)
 		return err
 	})

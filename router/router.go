@@ -46,6 +46,7 @@ type shardState struct {
 	cutover    replica.LSN        // set before use: session reads wait for it (a range gained, see follow.go)
 	tag        int64              // the map version its set was built from (0: a static map)
 	movedAt    atomic.Int64       // a fence newer than tag moved this shard's range: reads wait for that map (fence.go)
+	lease      lease              // writes of a following router need it (lease.go)
 
 	listening     atomic.Bool   // the LISTEN connection is up: cached reads may use the cache
 	barrier       *barrier      // what this process has received of the shard's invalidations

@@ -38,8 +38,8 @@ type FenceState struct {
 	// older than Version has lost its lease: from then on RelaxFence may
 	// remove the fence's triggers. Set by InstallFence.
 	RelaxAfter time.Time `json:"relax_after,omitzero"`
-	// RelaxedAt is when RelaxFence removed the fence's triggers; zero
-	// while they guard the shard.
+	// RelaxedAt is when RelaxFence began to remove the fence's triggers;
+	// zero while they guard the shard.
 	RelaxedAt time.Time `json:"relaxed_at,omitzero"`
 }
 
