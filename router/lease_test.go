@@ -22,7 +22,7 @@ const testLease = time.Second
 // shortLeases gives every shard a fence that refuses nothing and names
 // testLease, relaxed at once (without a fence, a router's lease is
 // topology.DefaultLease, which a first fence would have to outlive).
-func shortLeases(t *testing.T) {
+func shortLeases(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	for i, sh := range cluster.Shards() {
@@ -36,7 +36,7 @@ func shortLeases(t *testing.T) {
 
 // primaryConn connects to n as a router on map version v would (0: as a
 // plain client).
-func primaryConn(t *testing.T, n *pgcluster.Node, v int64) *pgx.Conn {
+func primaryConn(t testing.TB, n *pgcluster.Node, v int64) *pgx.Conn {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(n.DSN())
 	require.NoError(t, err)

@@ -21,6 +21,9 @@ import (
 //     compares the connection's map version with a constant, installed
 //     once the shard has lost a range. Before that a shard has no trigger
 //     and a write pays nothing.
+//   - relaxed-vs-none: the same table once RelaxFence has removed the
+//     trigger, which it does once every router with an older map has
+//     lost its lease: the steady state after a move.
 //   - none-vs-none: two tables without the trigger, the measure's own
 //     bias and noise.
 //   - pipelined-check-vs-none: the alternative, a check statement that
@@ -45,7 +48,9 @@ func BenchmarkFence(b *testing.B) {
 		require.NoError(b, p0.SuperExec(ctx, stmt))
 	}
 	c := connAtB(b, p0, 0)
-	require.NoError(b, topology.InstallFence(ctx, c, topology.FenceState{Shard: "a", Range: "-40", Version: 2}, time.Second))
+	const lease = 10 * time.Millisecond // so that the fence may be relaxed at once
+	require.NoError(b, topology.InstallFence(ctx, c, topology.FenceState{Shard: "a", Lease: lease}, time.Second))
+	require.NoError(b, topology.InstallFence(ctx, c, topology.FenceState{Shard: "a", Range: "-40", Version: 2, Lease: lease}, time.Second))
 	require.NoError(b, p0.SuperExec(ctx, "DROP TRIGGER pgshard_fence ON bench_plain"))
 	require.NoError(b, p0.SuperExec(ctx, "DROP TRIGGER pgshard_fence ON bench_twin"))
 	require.NoError(b, p0.SuperExec(ctx, `CREATE OR REPLACE FUNCTION pgshard.fence_ok(v bigint) RETURNS void LANGUAGE plpgsql AS $f$
@@ -74,6 +79,15 @@ func BenchmarkFence(b *testing.B) {
 	})
 	b.Run("trigger-vs-none", func(b *testing.B) {
 		interleave(b, "trigger/none", plain, func(i int) { exec("UPDATE bench_fenced SET name = $2 WHERE id = $1", i) })
+	})
+	b.Run("relaxed-vs-none", func(b *testing.B) {
+		time.Sleep(3 * lease)
+		_, err := topology.RelaxFence(ctx, c, time.Second)
+		require.NoError(b, err)
+		st, _, err := topology.ReadFence(ctx, c)
+		require.NoError(b, err)
+		require.False(b, st.RelaxedAt.IsZero(), "relaxed")
+		interleave(b, "relaxed/none", plain, func(i int) { exec("UPDATE bench_fenced SET name = $2 WHERE id = $1", i) })
 	})
 	b.Run("pipelined-check-vs-none", func(b *testing.B) {
 		interleave(b, "pipelined/none", plain, func(i int) {
