@@ -28,7 +28,36 @@
 // with them, and then for every transaction that had already written: no
 // write that began under the old map commits after the fence. Until a
 // shard loses a range it has no trigger, so steady state costs nothing;
-// see BENCHMARKS.md for what the trigger costs once installed.
+// see BENCHMARKS.md for what the trigger costs while installed.
+//
+// # Leases, and relaxing a fence
+//
+// The trigger need not stay. A router writes to a shard only while it
+// holds a lease on it: it renews the lease each time it reads the shard's
+// fence (every 500 ms, and before a write that finds none) and finds no
+// fence newer than its map; the lease then lasts FenceState.Lease
+// (ApplyOptions.Lease, DefaultLease by default) from when the read was
+// sent. A router with an older map cannot renew, so it has lost its lease
+// at most one lease after the fence; InstallFence records twice that as
+// FenceState.RelaxAfter, and from then RelaxFence (which routers call
+// themselves) waits for the transactions begun before it and removes the
+// triggers. From then on the lease, not the trigger, keeps a router with
+// an old map from writing: it holds the write, reloads, and writes on the
+// new map within FenceWait. This assumes that a write a router sends while
+// it holds its lease reaches the shard within a lease (a process paused
+// longer between its check and its write is not covered). A shard fenced
+// as a whole keeps its triggers until it is opened.
+//
+// # Tables created after a fence
+//
+// A fence puts its trigger on the tables that exist. GuardNewTables, run
+// once per shard by a superuser (InstallFence does it when its connection
+// is a superuser's), adds an event trigger that gives each table created
+// while a fence holds the fence's current condition, whoever installed
+// the fence. Without it, a table created after a fence is guarded only by
+// the routers' leases: a router with an older map stops writing to the
+// shard when it next reads the fence, and at the latest when its lease
+// ends.
 //
 // Reads follow the fence too: a router that follows the store reads each
 // shard's fence on its primary every 500 ms, and once a fence says the
