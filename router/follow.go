@@ -405,11 +405,10 @@ func gains(was, now shard.Range) bool {
 // of that shard until it has the map that moved it.
 const fenceWatch = 500 * time.Millisecond
 
-// watchFences reads every shard's fence on its primary each fenceWatch,
-// which renews the router's leases (lease.go) and relaxes the fences whose
-// time has come. A
-// fence newer than the shard's set that gives the shard another range (or
-// none) means the router's map is stale for reads too: it marks the shard
+// watchFences reads every shard's fence on its primary each fenceWatch:
+// this renews the router's leases (lease.go) and relaxes the fences whose
+// time has come. A fence newer than the shard's set that gives the shard
+// another range (or none) means the router's map is stale for reads too: it marks the shard
 // (see Target.moved) and asks for a reload. A fence that only closes the
 // shard for a switchover leaves reads alone.
 func (f *follower) watchFences(ctx context.Context) {
