@@ -2,10 +2,12 @@ package reshard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -34,13 +36,31 @@ type applier struct {
 	inTx     bool
 	finalLSN pglogrepl.LSN
 	marker   bool
+	touched  bool // something of it was applied
+
+	// Source transactions applied but not yet committed on the targets:
+	// they are committed together, with the last one's end as position.
+	pending    bool
+	pendingEnd pglogrepl.LSN
+	commitTime time.Time
+	groupTxns  int
+	groupStart time.Time
 }
+
+// Group commits: at most this many source transactions, or this long.
+const (
+	groupMax  = 500
+	groupWait = 20 * time.Millisecond
+)
 
 type targetConn struct {
 	name    string
 	conn    *pgx.Conn
 	applied pglogrepl.LSN // what pgshard.reshard_apply says
-	open    bool
+	// batch holds the pending group's statements: sent at once, with one
+	// Sync, they run in one transaction with the position they record.
+	batch *pgconn.Batch
+	open  bool
 }
 
 // tableInfo is a declared table as the targets have it.
@@ -128,19 +148,17 @@ func (a *applier) rel(id uint32) (*relation, error) {
 	return r, nil
 }
 
-// opened reports whether the transaction being applied has begun on a
-// target.
-func (a *applier) opened() bool {
-	for _, t := range a.targets {
-		if t.open {
-			return true
-		}
-	}
-	return false
+// atBoundary reports whether the stream is between transactions as far
+// as the targets know: nothing of a transaction in progress is applied.
+func (a *applier) atBoundary() bool { return !a.inTx || !a.touched }
+
+// groupDue says whether the pending group should be committed now.
+func (a *applier) groupDue() bool {
+	return a.pending && (a.groupTxns >= groupMax || time.Since(a.groupStart) >= groupWait)
 }
 
 func (a *applier) begin(msg *pglogrepl.BeginMessage) {
-	a.inTx, a.finalLSN, a.marker = true, msg.FinalLSN, false
+	a.inTx, a.finalLSN, a.marker, a.touched = true, msg.FinalLSN, false, false
 }
 
 // owners returns the targets a row goes to: the one that owns its key, or
@@ -166,31 +184,32 @@ func (a *applier) owners(r *relation, tuple *pglogrepl.TupleData) ([]int, error)
 	return nil, nil
 }
 
-// exec runs sql on target i inside the source transaction's part there;
-// false when the target already has this transaction (it is skipped).
-func (a *applier) exec(ctx context.Context, i int, sql string, args [][]byte) (pgconn.CommandTag, bool, error) {
+// exec queues sql for target i in the pending group; false when the
+// target already has this transaction (it is skipped).
+func (a *applier) exec(i int, sql string, args [][]byte) bool {
 	t := a.targets[i]
 	if a.finalLSN < t.applied {
-		return pgconn.CommandTag{}, false, nil
+		return false
 	}
 	if !t.open {
-		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
-			return pgconn.CommandTag{}, false, fmt.Errorf("target %s: %w", t.name, err)
-		}
-		t.open = true
+		t.batch, t.open = &pgconn.Batch{}, true
 	}
-	tag, err := t.conn.PgConn().ExecParams(ctx, sql, args, nil, nil, nil).Close()
-	if err != nil {
-		return tag, false, fmt.Errorf("target %s: %w", t.name, err)
-	}
-	return tag, true, nil
+	a.touched = true
+	t.batch.ExecParams(sql, args, nil, nil, nil)
+	return true
+}
+
+// expectOne wraps an UPDATE or DELETE so that it fails, and with it the
+// group's transaction, unless it found exactly one row.
+func expectOne(sql, what string) string {
+	return "WITH c AS (" + sql + " RETURNING 1) SELECT pgshard.reshard_expect(count(*), " + quoteLiteral(what) + ") FROM c"
 }
 
 func values(tuple *pglogrepl.TupleData, idx []int) [][]byte {
 	out := make([][]byte, len(idx))
 	for j, i := range idx {
 		if c := tuple.Columns[i]; c.DataType == 't' {
-			out[j] = c.Data
+			out[j] = append([]byte{}, c.Data...) // the stream reuses its buffer
 		}
 	}
 	return out
@@ -223,9 +242,7 @@ func (a *applier) insertRow(ctx context.Context, r *relation, tuple *pglogrepl.T
 	sql := "INSERT INTO " + r.info.quoted + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") + ")"
 	args := values(tuple, idx)
 	for _, i := range to {
-		if _, _, err := a.exec(ctx, i, sql, args); err != nil {
-			return err
-		}
+		a.exec(i, sql, args)
 	}
 	return nil
 }
@@ -273,17 +290,11 @@ func (a *applier) update(ctx context.Context, msg *pglogrepl.UpdateMessage) erro
 		idx = append(idx, i)
 		sets = append(sets, r.quoted[i]+" = $"+strconv.Itoa(len(idx)))
 	}
-	sql := "UPDATE " + r.info.quoted + " SET " + strings.Join(sets, ", ") + " WHERE " + r.where(len(idx)+1)
+	sql := expectOne("UPDATE "+r.info.quoted+" SET "+strings.Join(sets, ", ")+" WHERE "+r.where(len(idx)+1),
+		"an update of "+r.info.table.Name)
 	args := append(values(msg.NewTuple, idx), values(old, r.pk)...)
 	for _, i := range to {
-		tag, done, err := a.exec(ctx, i, sql, args)
-		if err != nil {
-			return err
-		}
-		if done && tag.RowsAffected() != 1 {
-			return fmt.Errorf("reshard: target %s: table %s: an update found %d rows for its key, want 1: the target has diverged",
-				a.targets[i].name, r.info.table.Name, tag.RowsAffected())
-		}
+		a.exec(i, sql, args)
 	}
 	return nil
 }
@@ -301,17 +312,10 @@ func (a *applier) delete(ctx context.Context, msg *pglogrepl.DeleteMessage) erro
 }
 
 func (a *applier) deleteRow(ctx context.Context, r *relation, old *pglogrepl.TupleData, to []int) error {
-	sql := "DELETE FROM " + r.info.quoted + " WHERE " + r.where(1)
+	sql := expectOne("DELETE FROM "+r.info.quoted+" WHERE "+r.where(1), "a delete from "+r.info.table.Name)
 	args := values(old, r.pk)
 	for _, i := range to {
-		tag, done, err := a.exec(ctx, i, sql, args)
-		if err != nil {
-			return err
-		}
-		if done && tag.RowsAffected() != 1 {
-			return fmt.Errorf("reshard: target %s: table %s: a delete found %d rows for its key, want 1: the target has diverged",
-				a.targets[i].name, r.info.table.Name, tag.RowsAffected())
-		}
+		a.exec(i, sql, args)
 	}
 	return nil
 }
@@ -324,30 +328,64 @@ func (a *applier) message(msg *pglogrepl.LogicalDecodingMessage) {
 	}
 }
 
-// commit ends the transaction on every target it touched (every target
-// for a marker), recording end as each one's position.
-func (a *applier) commit(ctx context.Context, msg *pglogrepl.CommitMessage) error {
-	for i, t := range a.targets {
-		if a.marker && !t.open && a.finalLSN >= t.applied {
-			if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
-				return fmt.Errorf("target %s: %w", t.name, err)
+// commit ends a source transaction: its changes join the pending group
+// (every target's, for a marker). It returns the transaction's end when
+// nothing is pending: the targets have all of it.
+func (a *applier) commit(ctx context.Context, msg *pglogrepl.CommitMessage) (pglogrepl.LSN, error) {
+	a.inTx, a.touched = false, false
+	if a.marker {
+		a.marker = false
+		for _, t := range a.targets {
+			if !t.open && a.finalLSN >= t.applied {
+				t.batch, t.open = &pgconn.Batch{}, true
 			}
-			t.open = true
 		}
+	}
+	open := a.pending
+	for _, t := range a.targets {
+		open = open || t.open
+	}
+	if !open {
+		return msg.TransactionEndLSN, nil
+	}
+	if !a.pending {
+		a.pending, a.groupStart, a.groupTxns = true, time.Now(), 0
+	}
+	a.pendingEnd, a.commitTime = msg.TransactionEndLSN, msg.CommitTime
+	a.groupTxns++
+	return 0, nil
+}
+
+// flush commits the pending group on every target, recording its end as
+// each one's position, and returns that end (0 when nothing was pending).
+// It must be called at a boundary.
+func (a *applier) flush(ctx context.Context) (pglogrepl.LSN, error) {
+	if !a.pending {
+		return 0, nil
+	}
+	at := []byte(a.commitTime.UTC().Format("2006-01-02 15:04:05.999999Z07:00"))
+	for _, t := range a.targets {
 		if !t.open {
 			continue
 		}
-		_, err := t.conn.Exec(ctx, `INSERT INTO pgshard.reshard_apply (workflow, lsn, commit_time) VALUES ($1, $2, $3)
+		t.batch.ExecParams(`INSERT INTO pgshard.reshard_apply (workflow, lsn, commit_time) VALUES ($1, $2, $3)
 			ON CONFLICT (workflow) DO UPDATE SET lsn = $2, commit_time = $3, updated_at = clock_timestamp()`,
-			a.st.Name, msg.TransactionEndLSN.String(), msg.CommitTime)
-		if err == nil {
-			_, err = t.conn.Exec(ctx, "COMMIT")
+			[][]byte{[]byte(a.st.Name), []byte(a.pendingEnd.String()), at}, nil, nil, nil)
+		results, err := t.conn.PgConn().ExecBatch(ctx, t.batch).ReadAll()
+		for _, r := range results {
+			if err == nil {
+				err = r.Err
+			}
+		}
+		t.batch, t.open = nil, false
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "PGS02" {
+			return 0, stop(fmt.Errorf("reshard: target %s: %w", t.name, err))
 		}
 		if err != nil {
-			return fmt.Errorf("target %s: commit: %w", a.targets[i].name, err)
+			return 0, fmt.Errorf("reshard: target %s: apply: %w", t.name, err)
 		}
-		t.open, t.applied = false, msg.TransactionEndLSN
+		t.applied = a.pendingEnd
 	}
-	a.inTx, a.marker = false, false
-	return nil
+	a.pending = false
+	return a.pendingEnd, nil
 }

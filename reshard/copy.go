@@ -25,7 +25,14 @@ CREATE TABLE IF NOT EXISTS pgshard.reshard_apply (
 	lsn         pg_lsn NOT NULL,
 	commit_time timestamptz,
 	updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
-);`
+);
+CREATE OR REPLACE FUNCTION pgshard.reshard_expect(n bigint, what text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+	IF n <> 1 THEN
+		RAISE EXCEPTION 'pgshard: % found % rows for its key, want 1: the target has diverged from the source', what, n
+			USING ERRCODE = 'PGS02';
+	END IF;
+END $f$;`
 
 // guardSQL refuses TRUNCATE of the moving tables on the source: the
 // stream could not route it.

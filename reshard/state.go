@@ -74,8 +74,12 @@ type State struct {
 	// PreviousFence is the source's fence before the switch, put back if
 	// the switch is abandoned before the point of no return.
 	PreviousFence *topology.FenceState `json:"previous_fence,omitempty"`
-	// SwitchedVersion is the map version that gave the range to the
-	// targets.
+	// PointOfNoReturn is set once the targets have every write the
+	// source took before its fence: from there the switch only goes
+	// forward (SwitchWrites again finishes it).
+	PointOfNoReturn bool `json:"point_of_no_return,omitempty"`
+	// SwitchedVersion is the map version that gives the range to the
+	// targets (set at the point of no return, stored by the switch).
 	SwitchedVersion int64 `json:"switched_version,omitempty"`
 	// Hold, while a Verify runs, pauses the stream: "pause" at the next
 	// transaction boundary, then a source position at which it stops

@@ -100,6 +100,13 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 	nextStatus := time.Now()
 	var h hold // a Verify's
 	for {
+		if a.pending && a.atBoundary() && (a.groupDue() || !time.Now().Before(nextStatus)) {
+			end, err := a.flush(ctx)
+			if err != nil {
+				return err
+			}
+			flushed = max(flushed, end)
+		}
 		if !time.Now().Before(nextStatus) {
 			if err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
 				WALWritePosition: flushed, WALFlushPosition: flushed, WALApplyPosition: flushed, ReplyRequested: true,
@@ -116,7 +123,13 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 			h = holdOf(cur)
 			nextStatus = time.Now().Add(m.o.StatusInterval)
 		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		wake := nextStatus
+		if a.pending && a.atBoundary() {
+			if g := a.groupStart.Add(groupWait); g.Before(wake) {
+				wake = g
+			}
+		}
+		rctx, cancel := context.WithDeadline(ctx, wake)
 		raw, err := repl.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
@@ -138,8 +151,12 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 				if err != nil {
 					return err
 				}
-				if !a.inTx && ka.ServerWALEnd > flushed {
-					flushed = ka.ServerWALEnd
+				if !a.inTx {
+					end, err := a.flush(ctx)
+					if err != nil {
+						return err
+					}
+					flushed = max(flushed, end, ka.ServerWALEnd)
 				}
 				for !h.none() && !a.inTx && h.reached(ka.ServerWALEnd) {
 					if h, err = m.holdHere(ctx, repl, a, name, h, flushed); err != nil {
@@ -161,7 +178,12 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 				}
 				// A transaction has just begun (nothing of it applied):
 				// a boundary where a hold may pause it.
-				for !h.none() && a.inTx && !a.opened() && h.reached(a.finalLSN) {
+				for !h.none() && a.inTx && !a.touched && h.reached(a.finalLSN) {
+					end, err := a.flush(ctx)
+					if err != nil {
+						return err
+					}
+					flushed = max(flushed, end)
 					if h, err = m.holdHere(ctx, repl, a, name, h, flushed); err != nil {
 						return err
 					}
@@ -199,10 +221,7 @@ func (m *Manager) handle(ctx context.Context, a *applier, data []byte) (pglogrep
 	case *pglogrepl.LogicalDecodingMessage:
 		a.message(msg)
 	case *pglogrepl.CommitMessage:
-		if err := a.commit(ctx, msg); err != nil {
-			return 0, err
-		}
-		return msg.TransactionEndLSN, nil
+		return a.commit(ctx, msg)
 	}
 	return 0, nil
 }

@@ -24,6 +24,8 @@ Commands:
   run NAME             resume a workflow where it stopped (copy again if interrupted, then stream)
   status NAME          phase, rows copied, lag, warnings (no NAME: every workflow)
   verify NAME          compare the source's rows with the targets' at one position (the stream must run)
+  switch-writes NAME   fence the source, wait for the targets, publish the map that gives them the range
+  complete NAME        after the switch: drop the slot and the publication; the source is retired
   cancel NAME          before the switch: drop the slot and the publication, empty the targets
 
 The workflow's state is kept in the control database (--control DSN, or $PGSHARD_CONTROL).
@@ -36,6 +38,9 @@ var reshardCommands = map[string]command{
 	"status": cmdReshardStatus,
 	"cancel": cmdReshardCancel,
 	"verify": cmdReshardVerify,
+
+	"switch-writes": cmdReshardSwitch,
+	"complete":      cmdReshardComplete,
 }
 
 // targetsFlag collects --target RANGE=DSN or NAME:RANGE=DSN.
@@ -267,4 +272,52 @@ func cmdReshardVerify(ctx context.Context, e *env, cmd string, args []string) in
 		return exitFail
 	}
 	return code
+}
+
+func cmdReshardSwitch(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "Move the writes of the source's range to the targets: check the lag, fence the source (routers\n"+
+		"hold the writes it refuses), wait until the targets have applied the source's position at the fence, and\n"+
+		"publish the map version in which the targets own the range. On timeout before that point the source is\n"+
+		"unfenced and nothing is lost. The stream ('pgshard reshard run') must be running.")
+	maxLag := c.fs.Duration("max-lag", time.Second, "the targets must catch up with the source within this before the fence")
+	timeout := c.fs.Duration("timeout", 10*time.Second, "from the fence to the point of no return, at most")
+	reason := c.fs.String("reason", "", "why (stored with the map version; default reshard NAME)")
+	by := c.fs.String("by", "", "who asks (default user@host)")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, true)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	began := time.Now()
+	st, err := m.SwitchWrites(ctx, rest[0], reshard.SwitchOptions{MaxLag: *maxLag, Timeout: *timeout, Reason: *reason, By: *by})
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	return e.print(c, st, func(w io.Writer) {
+		fmt.Fprintf(w, "workflow %s switched in %v: map version %d gives %s to %s\n", st.Name, time.Since(began).Round(time.Millisecond),
+			st.SwitchedVersion, st.Source.Range, targetNames(st))
+	})
+}
+
+func cmdReshardComplete(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "End a switched workflow: drop the slot, the publication and the TRUNCATE guards on the source,\n"+
+		"which is retired (its rows stay; its fence refuses every router's writes).")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, false)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	if _, err := m.Complete(ctx, rest[0]); err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	fmt.Fprintf(e.out, "workflow %s completed: slot and publication dropped, source retired\n", rest[0])
+	return exitOK
 }
