@@ -32,7 +32,7 @@ func (s *Set) WriteConn(ctx context.Context) (*Conn, error) {
 // eligible replica at or past o.MinLSN, else as Options.Fallback says. The
 // node counts it as one read.
 func (s *Set) ReadConn(ctx context.Context, o ReadOptions) (*Conn, error) {
-	t, err := s.route(ctx, o, nil)
+	t, err := s.route(ctx, o, nil, new(attempts))
 	if err != nil {
 		return nil, err
 	}

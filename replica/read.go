@@ -96,7 +96,7 @@ type target struct {
 // MaxWait; then the primary as Options.Fallback allows. It skips avoid, a
 // node that has just failed. A replica whose connection cannot be
 // acquired is skipped; that is not a send of the read.
-func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, error) {
+func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node, a *attempts) (target, error) {
 	if s.closed.Load() {
 		return target{}, setError(s.name, ErrClosed)
 	}
@@ -125,7 +125,7 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 		now := s.clock()
 		chosen, behind := s.pick(now+s.margin, o.MinLSN, avoid)
 		if chosen != nil {
-			t, err := s.acquireWatched(ctx, chosen)
+			t, err := s.acquireWatched(ctx, chosen, a)
 			if err == nil && !s.stillEligible(chosen) {
 				// Acquiring took long enough (a busy pool, a slow dial)
 				// for the replica's bound to pass MaxLag: choose again.
@@ -148,7 +148,7 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 			if _, err := s.writer(); err != nil || doubt != noDoubt {
 				waited = true
 			}
-			t, ok, err := s.probe(ctx, behind, o.MinLSN, doubt)
+			t, ok, err := s.probe(ctx, behind, o.MinLSN, doubt, a)
 			if ok {
 				return t, nil
 			}
@@ -170,7 +170,7 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node) (target, er
 	// The primary failed the fallback (refused, shutting down), or was
 	// found down since the replica was probed: the replica that was only
 	// behind is the read's one chance.
-	t, ok, perr := s.probe(ctx, lastBehind, o.MinLSN, s.clock())
+	t, ok, perr := s.probe(ctx, lastBehind, o.MinLSN, s.clock(), a)
 	if ok {
 		return t, nil
 	}
@@ -262,8 +262,8 @@ func (s *Set) whyNoReplica() string {
 // replayed it yet usually gets there within milliseconds, and waiting
 // beats failing the read. It stops waiting when a primary is back, proven
 // by a check after the doubt.
-func (s *Set) probe(ctx context.Context, n *node, min LSN, doubt time.Duration) (t target, ok bool, err error) {
-	t, err = s.acquireWatched(ctx, n)
+func (s *Set) probe(ctx context.Context, n *node, min LSN, doubt time.Duration, a *attempts) (t target, ok bool, err error) {
+	t, err = s.acquireWatched(ctx, n, a)
 	if err != nil {
 		return t, false, err
 	}
@@ -387,13 +387,13 @@ func (s *Set) indexOf(n *node) string {
 // sweeper may give up on: a node that stopped answering (a handshake that
 // hangs, a slot held by reads stuck on it) costs about AttemptTimeout,
 // and the read turns to another node.
-func (s *Set) acquireWatched(ctx context.Context, n *node) (target, error) {
-	actx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	w := new(waiter)
-	s.wait(n, w, nil, cancel)
+func (s *Set) acquireWatched(ctx context.Context, n *node, a *attempts) (target, error) {
+	actx := a.next(ctx)
+	s.wait(n, &a.acquiring, nil, actx)
 	t, err := s.acquire(actx, n, "")
-	if n.done(w) && err != nil && ctx.Err() == nil {
+	fired := n.done(&a.acquiring)
+	actx.release()
+	if fired && err != nil && ctx.Err() == nil {
 		err = setError(s.name, fmt.Errorf("node %s: %w (%s)", n.addr, errNoAnswer, s.attempt))
 	}
 	return t, err

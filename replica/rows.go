@@ -26,6 +26,7 @@ type Rows struct {
 	t        target
 	wait     waiter    // on a replica: the sweeper may give up on the attempt
 	watched  bool      // wait is in use
+	attempts attempts  // acquiring's, reused
 	began    time.Time // of the current attempt, when tracing
 	inner    pgx.Rows
 	batch    pgx.BatchResults
@@ -44,7 +45,7 @@ func (r *Rows) start(avoid *node) error {
 		if r.set.tracing {
 			r.began = time.Now()
 		}
-		t, err := r.set.route(r.ctx, r.opts, avoid)
+		t, err := r.set.route(r.ctx, r.opts, avoid, &r.attempts)
 		if err != nil {
 			r.traceAttempt(target{}, err)
 			return err

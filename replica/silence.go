@@ -32,7 +32,7 @@ type waiter struct {
 	prev, next *waiter
 	since      time.Duration // set clock instant it began to wait
 	conn       net.Conn      // broken with a past deadline to give up, or
-	cancel     func(error)   // called to give up
+	ctx        *acquireCtx   // cancelled to give up
 	fired      atomic.Bool   // the sweeper gave up on it
 	listed     bool          // in a list; guarded by the list's lock
 }
@@ -43,10 +43,10 @@ type waiters struct {
 	head, tail *waiter
 }
 
-// wait starts w waiting on n: on its connection c, or with cancel to give
-// up.
-func (s *Set) wait(n *node, w *waiter, c net.Conn, cancel func(error)) {
-	w.conn, w.cancel, w.since, w.prev, w.next = c, cancel, s.clock(), nil, nil
+// wait starts w waiting on n: on its connection c, or an acquire under
+// ctx.
+func (s *Set) wait(n *node, w *waiter, c net.Conn, ctx *acquireCtx) {
+	w.conn, w.ctx, w.since, w.prev, w.next = c, ctx, s.clock(), nil, nil
 	w.fired.Store(false)
 	l := &n.waiting
 	l.mu.Lock()
@@ -100,7 +100,7 @@ func (s *Set) sweep() {
 			if w.conn != nil {
 				_ = w.conn.SetDeadline(time.Unix(1, 0))
 			} else {
-				w.cancel(errNoAnswer)
+				w.ctx.cancel(errNoAnswer)
 			}
 		}
 		l.mu.Unlock()
@@ -120,5 +120,88 @@ func (s *Set) sweepEvery(ctx context.Context) {
 		case <-t.C:
 			s.sweep()
 		}
+	}
+}
+
+// attempts is what the attempts of one read reuse, so that watching them
+// allocates nothing: it lives in the Rows.
+type attempts struct {
+	acquiring waiter
+	actx      acquireCtx
+}
+
+// acquireCtx is the context a replica's connection is acquired under: the
+// caller's, which the sweeper can also cancel. It costs nothing until the
+// pool waits on it (for a slot to free, for a connection to be made):
+// only then is its channel made and tied to the caller's context. A
+// context.WithCancelCause per read cost a loopback point read about 5%
+// (BENCHMARKS.md).
+type acquireCtx struct {
+	context.Context // the caller's
+
+	mu   sync.Mutex
+	done chan struct{} // made by the first Done
+	err  error         // why it was cancelled
+	stop func() bool   // unties done from the caller's context
+	used bool          // Done was called: the pool may hold it after the acquire
+}
+
+// next returns the context for the next acquire under parent: the one in
+// a, unless the pool may still hold it from the last.
+func (a *attempts) next(parent context.Context) *acquireCtx {
+	c := &a.actx
+	if c.used {
+		c = new(acquireCtx)
+	}
+	c.Context, c.done, c.err, c.stop = parent, nil, nil, nil
+	return c
+}
+
+func (c *acquireCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.used = true
+		c.done = make(chan struct{})
+		switch {
+		case c.err != nil:
+			close(c.done)
+		case c.Context.Done() != nil:
+			parent := c.Context
+			c.stop = context.AfterFunc(parent, func() { c.cancel(parent.Err()) })
+		}
+	}
+	return c.done
+}
+
+func (c *acquireCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return c.Context.Err()
+}
+
+// cancel ends the context with err, unless it has ended.
+func (c *acquireCtx) cancel(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	if c.done != nil {
+		close(c.done)
+	}
+}
+
+// release unties the context from the caller's once the acquire is over.
+func (c *acquireCtx) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stop != nil {
+		c.stop()
+		c.stop = nil
 	}
 }
