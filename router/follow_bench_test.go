@@ -36,7 +36,6 @@ func BenchmarkFollow(b *testing.B) {
 	const upd = "UPDATE users SET name = $2 WHERE id = $1"
 	compare := func(b *testing.B, id int64) {
 		ts, tf := static.User(id), following.User(id)
-		require.Equal(b, ts.Shard(), tf.Shard())
 		interleave(b, "store/static", func(i int) {
 			if _, err := ts.Exec(ctx, upd, id, fmt.Sprint(i)); err != nil {
 				b.Fatal(err)
