@@ -33,6 +33,9 @@ Commands:
   remove-replica SHARD NODE     drop a replica (NODE: its DSN or host:port/database)
   set-primary SHARD NODE        make a replica the primary; the old primary becomes a replica
   set-state SHARD STATE         serving, or fenced (routers hold writes to SHARD)
+  fences                        print each shard's fence: version, lease, triggers
+  relax                         remove the triggers of the fences no router needs any more
+  guard SUPERUSER-DSN           fence a shard's tables created after a fence (once per shard)
 
 Run 'pgshard schema --help' and 'pgshard reshard --help' for the others,
 and 'pgshard GROUP COMMAND --help' for a command's flags.
@@ -154,6 +157,9 @@ var commands = map[string]func(ctx context.Context, e *env, cmd string, args []s
 	"remove-replica": cmdEdit,
 	"set-primary":    cmdEdit,
 	"set-state":      cmdEdit,
+	"fences":         cmdFences,
+	"relax":          cmdRelax,
+	"guard":          cmdGuard,
 }
 
 func cmdInit(ctx context.Context, e *env, cmd string, args []string) int {
@@ -226,6 +232,7 @@ type changeFlags struct {
 	dryRun      bool
 	reason, by  string
 	lockTimeout time.Duration
+	lease       time.Duration
 }
 
 func addChangeFlags(c *common) *changeFlags {
@@ -234,11 +241,12 @@ func addChangeFlags(c *common) *changeFlags {
 	c.fs.StringVar(&f.reason, "reason", "", "why (stored with the version)")
 	c.fs.StringVar(&f.by, "by", "", "who asks (default user@host)")
 	c.fs.DurationVar(&f.lockTimeout, "lock-timeout", 5*time.Second, "how long a fence waits for the writes in flight on its shard")
+	c.fs.DurationVar(&f.lease, "lease", topology.DefaultLease, "how long a router may write to a fenced shard after it last read the fence (its triggers go twice this long after it)")
 	return f
 }
 
 func (f *changeFlags) options(expect int64, lookup func(string) (string, bool)) topology.ApplyOptions {
-	return topology.ApplyOptions{By: f.by, Reason: f.reason, DryRun: f.dryRun, Expect: expect, LockTimeout: f.lockTimeout, Lookup: lookup}
+	return topology.ApplyOptions{By: f.by, Reason: f.reason, DryRun: f.dryRun, Expect: expect, LockTimeout: f.lockTimeout, Lease: f.lease, Lookup: lookup}
 }
 
 func cmdApply(ctx context.Context, e *env, cmd string, args []string) int {
