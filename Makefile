@@ -78,7 +78,7 @@ FUZZ_TARGETS = \
 	FuzzParseLSN:./replica FuzzParseSession:./router \
 	FuzzReadJSONName:./examples/server/app FuzzParseID:./examples/server/app FuzzParseTopology:./examples/server/app \
 	FuzzHandler:./examples/server/app FuzzIdempotencyKey:./examples/server/app FuzzParseFile:./topology FuzzClientIP:./examples/server/app \
-	FuzzParseEmail:./examples/server/app
+	FuzzParseEmail:./examples/server/app FuzzSplitter:./reshard
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do \
 		name=$${t%%:*}; pkg=$${t#*:}; \

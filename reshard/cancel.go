@@ -3,25 +3,42 @@ package reshard
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/topology"
 )
 
-// Cancel abandons a workflow before its switch: it drops the slot (ending
-// the stream that reads it), the publication and the TRUNCATE guards on
-// the source, and empties the targets. Running it again finishes what an
-// interrupted Cancel left.
+// Cancel abandons a workflow before its point of no return: it puts back
+// the source's fence of before a switch that was interrupted, drops the
+// slot (ending the stream that reads it), the publication and the
+// TRUNCATE guards on the source, and empties the targets. Running it
+// again finishes what an interrupted Cancel left.
 func (m *Manager) Cancel(ctx context.Context, name string) (*State, error) {
+	var unfence *State
 	st, err := m.update(ctx, name, func(st *State) error {
-		switch st.Phase {
-		case PhaseCreated, PhaseCopying, PhaseStreaming, PhaseCancelled:
+		unfence = nil
+		switch {
+		case st.Phase == PhaseSwitching && !st.PointOfNoReturn:
+			unfence = st
+			fallthrough
+		case st.Phase == PhaseCreated || st.Phase == PhaseCopying || st.Phase == PhaseStreaming || st.Phase == PhaseCancelled:
 			st.Phase = PhaseCancelled
 			return nil
 		}
-		return fmt.Errorf("%w: cancel in phase %s: the writes have moved (use reverse)", ErrPhase, st.Phase)
+		return fmt.Errorf("%w: cancel in phase %s: the writes have moved", ErrPhase, st.Phase)
 	})
 	if err != nil {
 		return st, err
+	}
+	if unfence != nil && unfence.PreviousFence != nil {
+		err := m.withConn(ctx, "source "+st.Source.Shard, st.Source.Primary, func(c *pgx.Conn) error {
+			return topology.InstallFence(ctx, c, *unfence.PreviousFence, 10*time.Second)
+		})
+		if err != nil {
+			return st, fmt.Errorf("reshard: cancel: unfence the source: %w", err)
+		}
 	}
 	if err := m.dropSource(ctx, st); err != nil {
 		return st, err

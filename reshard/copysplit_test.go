@@ -69,3 +69,28 @@ func TestSplitter(t *testing.T) {
 		require.ErrorContains(t, err, "not a binary COPY stream")
 	})
 }
+
+// FuzzSplitter: any bytes, cut anywhere, give rows or an error, never a
+// panic; what goes out is whole rows of what came in.
+func FuzzSplitter(f *testing.F) {
+	f.Add(binaryCopy([][2]any{{int64(1), "one"}, {int64(2), nil}}), uint8(3))
+	f.Add(copySignature, uint8(1))
+	f.Add([]byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\xff\xff\xff\xff\x00\x01\xff\xff\xff\xff"), uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		var out bytes.Buffer
+		sp := &splitter{keyCol: 0, rows: make([]int64, 1), route: func(key []byte) ([]int, error) { return []int{0}, nil }}
+		sp.outs = append(sp.outs, &out)
+		step := int(chunk%32) + 1
+		for i := 0; i < len(data); i += step {
+			if _, err := sp.Write(data[i:min(i+step, len(data))]); err != nil {
+				return
+			}
+		}
+		if sp.finish() != nil {
+			return
+		}
+		if out.Len() > len(data) {
+			t.Fatalf("wrote %d bytes from %d", out.Len(), len(data))
+		}
+	})
+}

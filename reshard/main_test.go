@@ -63,8 +63,10 @@ CREATE TABLE countries (code text PRIMARY KEY, name text);
 `
 
 // newEnv makes the databases, a control store whose map has the source
-// as its only shard ("-"), the declared tables and a Manager.
-func newEnv(t *testing.T) *env {
+// as its only shard ("-"), the declared tables and a Manager. The targets
+// get the schema too (Create then compares it), but with emptyTargets,
+// which leaves Create to copy it with pg_dump.
+func newEnv(t *testing.T, emptyTargets ...bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	sh := cluster.Shards()
@@ -72,8 +74,8 @@ func newEnv(t *testing.T) *env {
 		targets: []*pgcluster.Node{sh[1].Primary, sh[2].Primary}}
 	for _, n := range []*pgcluster.Node{sh[0].Primary, sh[1].Primary, sh[2].Primary} {
 		require.NoError(t, n.SuperExec(ctx, "CREATE DATABASE "+e.db))
-		require.NoError(t, n.SuperExec(ctx, "CREATE DATABASE "+e.db+"_ctl"))
 	}
+	require.NoError(t, e.source.SuperExec(ctx, "CREATE DATABASE "+e.db+"_ctl"))
 	t.Cleanup(func() {
 		for _, n := range []*pgcluster.Node{sh[0].Primary, sh[1].Primary, sh[2].Primary} {
 			_ = n.SuperExec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, e.db)
@@ -84,6 +86,12 @@ func newEnv(t *testing.T) *env {
 	src := connectDSN(t, e.source, e.db)
 	_, err := src.Exec(ctx, testSchema)
 	require.NoError(t, err)
+	if len(emptyTargets) == 0 || !emptyTargets[0] {
+		for _, n := range e.targets {
+			_, err := connectDSN(t, n, e.db).Exec(ctx, testSchema)
+			require.NoError(t, err)
+		}
+	}
 
 	e.control, err = topology.Open(ctx, superDSN(e.source, e.db+"_ctl"))
 	require.NoError(t, err)

@@ -41,6 +41,17 @@ type Options struct {
 type Manager struct {
 	store *topology.Store
 	o     Options
+	// crash, set by tests, is called at the named points of a step; an
+	// error stops the step there as a crash of the process would.
+	crash func(point string) error
+}
+
+// crashed asks the test hook whether the process "dies" at point.
+func (m *Manager) crashed(point string) error {
+	if m.crash == nil {
+		return nil
+	}
+	return m.crash(point)
 }
 
 // New returns a Manager over store.

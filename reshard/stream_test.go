@@ -102,7 +102,7 @@ func waitPhase(t *testing.T, e *env, name string, want reshard.Phase) {
 // the source's rows, each on the target that owns its key; cancel then
 // leaves nothing behind.
 func TestCopyAndStreamUnderWrites(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, true) // the schema copied with pg_dump
 	ctx := context.Background()
 	e.seed(t, 2000)
 	st, err := e.m.Create(ctx, e.spec("split"))

@@ -134,6 +134,9 @@ func (m *Manager) SwitchWrites(ctx context.Context, name string, o SwitchOptions
 	})
 	if err == nil {
 		if st, err = m.update(ctx, name, func(s *State) error { s.FenceLSN = fenceLSN; return nil }); err == nil {
+			if err := m.crashed("fenced"); err != nil {
+				return st, err
+			}
 			var at pglogrepl.LSN
 			if at, err = pglogrepl.ParseLSN(fenceLSN); err == nil {
 				err = m.waitApplied(ctx, st, at, max(time.Until(deadline), time.Millisecond))
@@ -163,6 +166,9 @@ func (m *Manager) SwitchWrites(ctx context.Context, name string, o SwitchOptions
 		return st, m.abortSwitch(ctx, name, err, before, hadFence)
 	}
 	m.o.Logger.Info("reshard: point of no return", "workflow", name, "fence_lsn", fenceLSN, "after", time.Since(began))
+	if err := m.crashed("point of no return"); err != nil {
+		return st, err
+	}
 	return m.publish(ctx, name, o)
 }
 
