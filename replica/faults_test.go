@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,6 +232,16 @@ func TestReplicaOfAnotherShardIsRefused(t *testing.T) {
 // about AttemptTimeout instead of holding for the caller's whole timeout
 // (issue: a frozen replica holds reads for the request timeout).
 func TestFrozenReplicaCostsAReadAboutAnAttempt(t *testing.T) {
+	// Under a caller's context that ends and one that never does: the set
+	// watches the acquire differently in each.
+	for _, deadline := range []bool{true, false} {
+		t.Run(fmt.Sprintf("deadline=%v", deadline), func(t *testing.T) {
+			frozenReplicaReads(t, deadline)
+		})
+	}
+}
+
+func frozenReplicaReads(t *testing.T, deadline bool) {
 	ctx := context.Background()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 1, Replicas: 1})
 	require.NoError(t, err)
@@ -246,19 +257,27 @@ func TestFrozenReplicaCostsAReadAboutAnAttempt(t *testing.T) {
 	sh := c.Shards()[0]
 	eventually(t, 2*time.Second, "replica eligible", func() bool { return replicaStats(s, sh.Replicas[0].Port()).Eligible })
 	var wg sync.WaitGroup
-	var errs atomic.Int64
-	var reads atomic.Int64
+	var errs, reads, slow atomic.Int64
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
-				// The caller allows 5 s, far more than a retry needs.
-				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				// The caller allows 5 s, far more than a retry needs; a
+				// read without a deadline that takes as long counts as
+				// failed too.
+				rctx, cancel := ctx, context.CancelFunc(func() {})
+				if deadline {
+					rctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+				}
+				sent := time.Now()
 				var one int
 				if err := s.QueryRow(rctx, "SELECT 1 FROM pg_sleep(0.01)").Scan(&one); err != nil {
 					errs.Add(1)
 					t.Logf("read: %v", err)
+				}
+				if time.Since(sent) > 5*time.Second {
+					slow.Add(1)
 				}
 				cancel()
 				reads.Add(1)
@@ -267,11 +286,24 @@ func TestFrozenReplicaCostsAReadAboutAnAttempt(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	require.NoError(t, sh.Replicas[0].FreezeForTest(ctx, t))
+	// A read stuck on the frozen replica ends at the thaw at the latest.
+	finished, thawed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(thawed)
+		select {
+		case <-finished:
+		case <-time.After(8 * time.Second):
+			_ = sh.Replicas[0].Thaw(ctx)
+		}
+	}()
 	wg.Wait()
+	close(finished)
 	require.NoError(t, sh.Replicas[0].Thaw(ctx))
-	t.Logf("%d reads, %d failed, %d sent a second time", reads.Load(), errs.Load(), retried.Load())
+	t.Logf("%d reads, %d failed, %d over 5 s, %d sent a second time", reads.Load(), errs.Load(), slow.Load(), retried.Load())
 	assert.Zero(t, errs.Load(), "reads failed although the primary was up")
+	assert.Zero(t, slow.Load(), "reads waited on the frozen replica")
 	assert.Positive(t, retried.Load(), "no read was moved off the frozen replica")
+	<-thawed
 }
 
 // A write whose answer is lost because the primary froze after it was sent

@@ -62,6 +62,11 @@ type node struct {
 	fallbacks   atomic.Uint64
 	failures    atomic.Uint64
 	waiting     waiters // what waits on the node's answer; see sweep
+	// silence is closed once the node has answered no check for
+	// AttemptTimeout (see acquireCtx); silenced says so. Only the sweeper
+	// changes them.
+	silence  atomic.Pointer[chan struct{}]
+	silenced bool
 
 	// The checker's own connection and its background dial; touched only
 	// by the checker goroutine.

@@ -388,11 +388,19 @@ func (s *Set) indexOf(n *node) string {
 // hangs, a slot held by reads stuck on it) costs about AttemptTimeout,
 // and the read turns to another node.
 func (s *Set) acquireWatched(ctx context.Context, n *node, a *attempts) (target, error) {
-	actx := a.next(ctx)
+	actx := a.next(ctx, n)
+	if actx.silent != nil {
+		t, err := s.acquire(actx, n, "")
+		actx.release(err != nil)
+		if err != nil && ctx.Err() == nil && actx.silenced() {
+			err = setError(s.name, fmt.Errorf("node %s: %w (%s)", n.addr, errNoAnswer, s.attempt))
+		}
+		return t, err
+	}
 	s.wait(n, &a.acquiring, nil, actx)
 	t, err := s.acquire(actx, n, "")
 	fired := n.done(&a.acquiring)
-	actx.release()
+	actx.release(err != nil)
 	if fired && err != nil && ctx.Err() == nil {
 		err = setError(s.name, fmt.Errorf("node %s: %w (%s)", n.addr, errNoAnswer, s.attempt))
 	}

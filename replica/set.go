@@ -211,6 +211,8 @@ func (s *Set) newNode(dsn string, weight int, info PoolInfo) (*node, error) {
 		beforeConnect: pc.BeforeConnect,
 	}
 	n.st.Store(&status{})
+	silence := make(chan struct{})
+	n.silence.Store(&silence)
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, errors.New(redact(err.Error(), dsn))

@@ -88,7 +88,9 @@ func (s *Set) sweep() {
 	now := s.clock()
 	for _, n := range s.nodes {
 		st := n.status()
-		if st.role == RolePrimary || now-st.lastGood < s.attempt {
+		silent := st.role != RolePrimary && now-st.lastGood >= s.attempt
+		n.markSilent(silent)
+		if !silent {
 			continue
 		}
 		l := &n.waiting
@@ -105,6 +107,21 @@ func (s *Set) sweep() {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// markSilent closes n's silence channel when it falls silent, and makes a
+// new one when it answers again. Only the sweeper calls it.
+func (n *node) markSilent(silent bool) {
+	if silent == n.silenced {
+		return
+	}
+	n.silenced = silent
+	if silent {
+		close(*n.silence.Load())
+		return
+	}
+	ch := make(chan struct{})
+	n.silence.Store(&ch)
 }
 
 // sweepEvery runs sweep a few times per AttemptTimeout until ctx ends, so
@@ -131,42 +148,51 @@ type attempts struct {
 }
 
 // acquireCtx is the context a replica's connection is acquired under: the
-// caller's, which the sweeper can also cancel. It costs nothing until the
-// pool waits on it (for a slot to free, for a connection to be made):
-// only then is its channel made and tied to the caller's context. A
-// context.WithCancelCause per read cost a loopback point read about 5%
-// (BENCHMARKS.md).
+// caller's, which the sweeper can also end, for an acquire that waits (for
+// a slot held by reads stuck on a silent node, for a handshake it never
+// answers). Under a caller's context that never ends, its Done is the
+// node's silence channel, which the sweeper closes once the node has
+// answered no check for AttemptTimeout: that costs a read nothing.
+// Otherwise its channel is made, and tied to the caller's, when the pool
+// first asks for it. A context.WithCancelCause per read cost a loopback
+// point read about 5% (BENCHMARKS.md).
 type acquireCtx struct {
-	context.Context // the caller's
+	context.Context                 // the caller's
+	silent          <-chan struct{} // the node's, when the caller's never ends
 
 	mu   sync.Mutex
 	done chan struct{} // made by the first Done
 	err  error         // why it was cancelled
 	stop func() bool   // unties done from the caller's context
-	used bool          // Done was called: the pool may hold it after the acquire
+	used bool          // the pool may hold it after the acquire
 }
 
-// next returns the context for the next acquire under parent: the one in
+// next returns the context for an acquire on n under parent: the one in
 // a, unless the pool may still hold it from the last.
-func (a *attempts) next(parent context.Context) *acquireCtx {
+func (a *attempts) next(parent context.Context, n *node) *acquireCtx {
 	c := &a.actx
 	if c.used {
 		c = new(acquireCtx)
 	}
-	c.Context, c.done, c.err, c.stop = parent, nil, nil, nil
+	c.Context, c.silent, c.done, c.err, c.stop = parent, nil, nil, nil, nil
+	if parent.Done() == nil {
+		c.silent = *n.silence.Load()
+	}
 	return c
 }
 
 func (c *acquireCtx) Done() <-chan struct{} {
+	if c.silent != nil {
+		return c.silent
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
 		c.used = true
 		c.done = make(chan struct{})
-		switch {
-		case c.err != nil:
+		if c.err != nil {
 			close(c.done)
-		case c.Context.Done() != nil:
+		} else {
 			parent := c.Context
 			c.stop = context.AfterFunc(parent, func() { c.cancel(parent.Err()) })
 		}
@@ -175,6 +201,14 @@ func (c *acquireCtx) Done() <-chan struct{} {
 }
 
 func (c *acquireCtx) Err() error {
+	if c.silent != nil {
+		select {
+		case <-c.silent:
+			return errNoAnswer
+		default:
+			return nil
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -196,12 +230,30 @@ func (c *acquireCtx) cancel(err error) {
 	}
 }
 
-// release unties the context from the caller's once the acquire is over.
-func (c *acquireCtx) release() {
+// release unties the context from the caller's once the acquire is over;
+// failed is whether it failed, and the pool may so still hold it.
+func (c *acquireCtx) release(failed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stop != nil {
 		c.stop()
 		c.stop = nil
+	}
+	if failed {
+		c.used = true
+	}
+}
+
+// silenced reports whether the node was silent for AttemptTimeout, per
+// its silence channel, during an acquire under c.
+func (c *acquireCtx) silenced() bool {
+	if c.silent == nil {
+		return false
+	}
+	select {
+	case <-c.silent:
+		return true
+	default:
+		return false
 	}
 }

@@ -19,11 +19,35 @@ func closed(ch <-chan struct{}) bool {
 	}
 }
 
+func silentNode() *node {
+	n := &node{}
+	ch := make(chan struct{})
+	n.silence.Store(&ch)
+	return n
+}
+
 func TestAcquireCtx(t *testing.T) {
+	t.Run("under a context that never ends, it ends when the node falls silent", func(t *testing.T) {
+		n := silentNode()
+		var a attempts
+		c := a.next(context.Background(), n)
+		done := c.Done()
+		require.NotNil(t, done)
+		assert.NoError(t, c.Err())
+		assert.False(t, c.silenced())
+		n.markSilent(true)
+		require.True(t, closed(done))
+		assert.ErrorIs(t, c.Err(), errNoAnswer)
+		assert.True(t, c.silenced())
+
+		n.markSilent(false)
+		c = a.next(context.Background(), n)
+		assert.NoError(t, c.Err(), "the node answers again: a new acquire waits")
+	})
 	t.Run("the caller's cancellation reaches a waiting pool", func(t *testing.T) {
 		parent, cancel := context.WithCancel(context.Background())
 		var a attempts
-		c := a.next(parent)
+		c := a.next(parent, silentNode())
 		done := c.Done()
 		assert.NoError(t, c.Err())
 		cancel()
@@ -31,13 +55,16 @@ func TestAcquireCtx(t *testing.T) {
 		assert.ErrorIs(t, c.Err(), context.Canceled)
 	})
 	t.Run("the sweeper's cancellation, before and after Done", func(t *testing.T) {
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		var a attempts
-		c := a.next(context.Background())
+		c := a.next(parent, silentNode())
 		c.cancel(errNoAnswer)
 		assert.ErrorIs(t, c.Err(), errNoAnswer)
 		require.True(t, closed(c.Done()), "cancelled before the pool waited")
+		c.release(true)
 
-		c = a.next(context.Background())
+		c = a.next(parent, silentNode())
 		done := c.Done()
 		c.cancel(errNoAnswer)
 		c.cancel(context.Canceled) // the first cause stays
@@ -46,20 +73,21 @@ func TestAcquireCtx(t *testing.T) {
 	})
 	t.Run("a context the pool may still hold is not reused", func(t *testing.T) {
 		var a attempts
-		first := a.next(context.Background())
+		first := a.next(context.Background(), silentNode())
 		assert.Same(t, &a.actx, first, "unused: the one in the Rows")
-		_ = first.Done()
-		first.release()
-		second := a.next(context.Background())
-		assert.NotSame(t, first, second)
+		first.release(false)
+		assert.Same(t, &a.actx, a.next(context.Background(), silentNode()), "an acquire that succeeded leaves it free")
+		a.actx.release(true)
+		second := a.next(context.Background(), silentNode())
+		assert.NotSame(t, &a.actx, second)
 		assert.NoError(t, second.Err())
 	})
 	t.Run("released: the caller's later cancellation no longer reaches it", func(t *testing.T) {
 		parent, cancel := context.WithCancel(context.Background())
 		var a attempts
-		c := a.next(parent)
+		c := a.next(parent, silentNode())
 		done := c.Done()
-		c.release()
+		c.release(false)
 		cancel()
 		select {
 		case <-done:
