@@ -15,6 +15,8 @@ import (
 // BenchmarkFollow compares a write through a router that follows a
 // topology store with the same write through a static router:
 //
+//   - write/static-vs-static: two static routers, for the measure's bias
+//     and noise.
 //   - write/store-vs-static: no range has moved; the map version the
 //     following router's connections carry costs nothing.
 //   - write-after-move/store-vs-static: the written shard has lost half
@@ -46,6 +48,19 @@ func BenchmarkFollow(b *testing.B) {
 			}
 		})
 	}
+	b.Run("write/static-vs-static", func(b *testing.B) { // the measure's own bias and noise
+		other := open(b, config(b, cluster))
+		ts, to := static.User(42), other.User(42)
+		interleave(b, "static/static", func(i int) {
+			if _, err := ts.Exec(ctx, upd, int64(42), fmt.Sprint(i)); err != nil {
+				b.Fatal(err)
+			}
+		}, func(i int) {
+			if _, err := to.Exec(ctx, upd, int64(42), fmt.Sprint(i)); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
 	b.Run("write/store-vs-static", func(b *testing.B) { compare(b, 42) })
 
 	id, i, moved := shrinkOne(b, m)
