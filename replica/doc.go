@@ -70,7 +70,12 @@
 // answering, for a read, when neither the read nor any check of that node
 // was answered for Options.AttemptTimeout; a read that is merely slow on a
 // node that answers its checks keeps waiting. A frozen replica costs a read
-// about AttemptTimeout, not the caller's whole timeout. Reads on the
+// about AttemptTimeout, not the caller's whole timeout. No timer is set
+// per read: one sweeper per set, four times per AttemptTimeout, breaks the
+// connections of reads waiting on a replica that has fallen silent and
+// ends the acquires waiting on it. A read with MinLSN whose primary fails
+// it (refused, shutting down) waits, as with no primary, up to
+// ConnectTimeout for a replica that was only behind its position. Reads on the
 // primary and writes are never abandoned so: with no other node to turn
 // to, they wait as long as the caller's context (and, to acquire a
 // connection for a write, ConnectTimeout) allows. A QueryRow whose node
