@@ -13,6 +13,9 @@ type ShardFence struct {
 	FenceState
 	// Found says the primary has a fence; false if it was never fenced.
 	Found bool `json:"found"`
+	// Guarded says the shard fences the tables created while a fence
+	// holds (see GuardNewTables).
+	Guarded bool `json:"guarded"`
 	// Relaxed says, in Relax's answer, that this call removed the fence's
 	// triggers.
 	Relaxed bool `json:"relaxed,omitempty"`
@@ -63,7 +66,13 @@ func (s *Store) eachFence(ctx context.Context, lookup func(string) (string, bool
 		sf.Shard = sh.Name
 		dsn, err := ExpandDSN(sh.Primary, lookup)
 		if err == nil {
-			err = withConn(ctx, dsn, func(c *pgx.Conn) error { return fn(ctx, c, sf) })
+			err = withConn(ctx, dsn, func(c *pgx.Conn) error {
+				if err := fn(ctx, c, sf); err != nil {
+					return err
+				}
+				return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger
+					WHERE evtname = 'pgshard_fence_new_tables' AND evtenabled <> 'D')`).Scan(&sf.Guarded)
+			})
 		}
 		if err != nil {
 			sf.Shard = sh.Name

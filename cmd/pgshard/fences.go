@@ -93,14 +93,14 @@ func (e *env) fences(c *common, fences []topology.ShardFence, err error) int {
 
 func printFences(w io.Writer, fences []topology.ShardFence) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SHARD\tVERSION\tSERVES\tLEASE\tTRIGGERS")
+	fmt.Fprintln(tw, "SHARD\tVERSION\tSERVES\tLEASE\tTRIGGERS\tNEW TABLES")
 	for _, f := range fences {
 		if f.Err != "" || !f.Found {
 			state := "none (never fenced)"
 			if f.Err != "" {
 				state = "unreadable"
 			}
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\n", f.Shard, state)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%s\n", f.Shard, state, newTables(f))
 			continue
 		}
 		serves := f.Range
@@ -121,7 +121,17 @@ func printFences(w io.Writer, fences []topology.ShardFence) {
 		case f.RelaxAfter.IsZero():
 			triggers = "kept (fenced before leases)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", f.Shard, f.Version, serves, f.Lease, triggers)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.Shard, f.Version, serves, f.Lease, triggers, newTables(f))
 	}
 	tw.Flush()
+}
+
+func newTables(f topology.ShardFence) string {
+	switch {
+	case f.Err != "":
+		return "-"
+	case f.Guarded:
+		return "fenced (guard)"
+	}
+	return "leases only (no guard)"
 }

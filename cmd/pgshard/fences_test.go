@@ -45,6 +45,7 @@ func TestFenceCommands(t *testing.T) {
 	out, errOut, code := pgshard(t, control, "topology", "fences")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "none (never fenced)")
+	require.Contains(t, out, "leases only (no guard)")
 
 	_, errOut, code = pgshard(t, control, "topology", "guard", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1")
 	require.Equal(t, 1, code)
@@ -71,6 +72,8 @@ func TestFenceCommands(t *testing.T) {
 	require.Equal(t, 100*time.Millisecond, fences[0].Lease)
 	require.True(t, fences[0].RelaxedAt.IsZero())
 	require.False(t, fences[1].Found, "b lost nothing")
+	require.True(t, fences[0].Guarded)
+	require.False(t, fences[1].Guarded)
 
 	time.Sleep(time.Until(fences[0].RelaxAfter) + 100*time.Millisecond)
 	out, errOut, code = pgshard(t, control, "topology", "relax")
