@@ -426,7 +426,7 @@ func (f *follower) watchFences(ctx context.Context) {
 				continue // no fence, or none readable now
 			}
 			if fr.due {
-				f.relax(ctx, st)
+				f.relax(ctx, st, fr.version)
 			}
 			if fr.version <= st.tag {
 				continue // one this set already follows

@@ -42,6 +42,7 @@ type lease struct {
 	refused   atomic.Int64 // the version of the fence that refuses this set's map, 0 if none
 	relaxing  atomic.Bool
 	relaxNext atomic.Int64 // no relax before then, after one failed
+	warned    atomic.Int64 // the fence version whose failed relax was logged
 }
 
 // fenceRow is what a renewal read of a shard's fence found.
@@ -129,7 +130,7 @@ func (t Target) leaseErr(ctx context.Context) error {
 
 // relax removes st's fence triggers in the background (see
 // topology.RelaxFence), one attempt at a time.
-func (f *follower) relax(ctx context.Context, st *shardState) {
+func (f *follower) relax(ctx context.Context, st *shardState, version int64) {
 	if f.now() < st.lease.relaxNext.Load() || !st.lease.relaxing.CompareAndSwap(false, true) {
 		return
 	}
@@ -150,7 +151,9 @@ func (f *follower) relax(ctx context.Context, st *shardState) {
 		}
 		if err != nil && ctx.Err() == nil {
 			st.lease.relaxNext.Store(f.now() + int64(relaxRetry))
-			f.r.log.Warn("topology: cannot relax a shard's fence yet", "shard", st.name, "err", err.Error())
+			if st.lease.warned.Swap(version) != version {
+				f.r.log.Warn("topology: cannot relax a shard's fence yet (trying again each minute)", "shard", st.name, "err", err.Error())
+			}
 		}
 	}()
 }

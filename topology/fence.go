@@ -68,7 +68,10 @@ ALTER TABLE pgshard.fence
 	ADD COLUMN IF NOT EXISTS lease_ms bigint NOT NULL DEFAULT 10000,
 	ADD COLUMN IF NOT EXISTS relax_after timestamptz,
 	ADD COLUMN IF NOT EXISTS relaxed_at timestamptz,
-	ADD COLUMN IF NOT EXISTS guard text;`
+	ADD COLUMN IF NOT EXISTS guard text;
+-- Routers read the fence to renew their leases, whatever their role.
+GRANT USAGE ON SCHEMA pgshard TO PUBLIC;
+GRANT SELECT ON pgshard.fence TO PUBLIC;`
 
 // The trigger function only raises: the trigger's WHEN clause, rewritten
 // at each fence with its state as constants, decides without calling a

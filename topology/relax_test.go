@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/internal/pgcluster"
@@ -121,4 +122,27 @@ func TestRelaxFenceLeavesClosedShards(t *testing.T) {
 	require.False(t, done)
 	_, ok := topology.IsFenced(exec(ctx, connAt(t, p1, 5), 1))
 	require.True(t, ok)
+}
+
+// A router whose role is not the fence's owner still reads the fence, to
+// renew its lease.
+func TestFenceReadableByEveryRole(t *testing.T) {
+	ctx := context.Background()
+	resetFences(t)
+	p0 := cluster.Shards()[0].Primary
+	require.NoError(t, p0.SuperExec(ctx, "DROP ROLE IF EXISTS fence_reader"))
+	require.NoError(t, p0.SuperExec(ctx, "CREATE ROLE fence_reader LOGIN PASSWORD 'reader'"))
+	t.Cleanup(func() { _ = p0.SuperExec(context.Background(), "DROP ROLE IF EXISTS fence_reader") })
+	require.NoError(t, topology.InstallFence(ctx, connAt(t, p0, 0), topology.FenceState{Shard: "a", Range: "-40", Version: 2}, time.Second))
+
+	cfg, err := pgx.ParseConfig(p0.DSN())
+	require.NoError(t, err)
+	cfg.User, cfg.Password = "fence_reader", "reader"
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	st, ok, err := topology.ReadFence(ctx, c)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, int64(2), st.Version)
 }
