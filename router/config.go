@@ -46,7 +46,10 @@ type Config struct {
 	// Shards (which must then be empty): it serves the store's newest map,
 	// LISTENs for new versions, reads the store every PollInterval as a
 	// backstop, and keeps serving on its last map while the store is away
-	// (Stats.Map says so). The router does not close the store.
+	// (Stats.Map says so). The router does not close the store. It writes
+	// to a shard only while it holds a lease on it, renewed by those fence
+	// reads (see package topology), and removes a fence's triggers once no
+	// router with an older map can hold one.
 	Store *topology.Store
 	// PollInterval is how often a router that follows a Store reads its
 	// newest version even without a notification. Default 5 s.
