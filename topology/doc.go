@@ -59,6 +59,11 @@
 // shard when it next reads the fence, and at the latest when its lease
 // ends.
 //
+// The fence lives in each shard's schema pgshard, whose tables it never
+// fences. A role named pgshard finds that schema first in the default
+// search_path ("$user", public) and would create its own tables there:
+// give such a role a search_path without "$user".
+//
 // Reads follow the fence too: a router that follows the store reads each
 // shard's fence on its primary every 500 ms, and once a fence says the
 // shard's range moved in a map it does not have, it holds that shard's

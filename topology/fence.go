@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,7 +69,7 @@ ALTER TABLE pgshard.fence
 	ADD COLUMN IF NOT EXISTS lease_ms bigint NOT NULL DEFAULT 10000,
 	ADD COLUMN IF NOT EXISTS relax_after timestamptz,
 	ADD COLUMN IF NOT EXISTS relaxed_at timestamptz,
-	ADD COLUMN IF NOT EXISTS guard text;
+	DROP COLUMN IF EXISTS guard;
 -- Routers read the fence to renew their leases, whatever their role.
 GRANT USAGE ON SCHEMA pgshard TO PUBLIC;
 GRANT SELECT ON pgshard.fence TO PUBLIC;`
@@ -90,10 +91,17 @@ END $f$;`
 // when the shard is closed.
 func fenceWhen(st FenceState) string {
 	if st.Closed {
-		return "coalesce(current_setting('pgshard.map_version', true), '') <> ''"
+		return whenClosed
 	}
-	return fmt.Sprintf("coalesce(nullif(current_setting('pgshard.map_version', true), '')::bigint, 9223372036854775807) < %d", st.Version)
+	return strings.Replace(whenOlder, "%d", strconv.FormatInt(st.Version, 10), 1)
 }
+
+// The two conditions of fenceWhen, which the event trigger of
+// GuardNewTables builds too.
+const (
+	whenClosed = "coalesce(current_setting('pgshard.map_version', true), '') <> ''"
+	whenOlder  = "coalesce(nullif(current_setting('pgshard.map_version', true), '')::bigint, 9223372036854775807) < %d"
+)
 
 func createTrigger(table string, st FenceState) string {
 	return "CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON " + table +
@@ -210,7 +218,7 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 			return err
 		}
 		if super {
-			if _, err := tx.Exec(ctx, guardNewTables); err != nil {
+			if _, err := tx.Exec(ctx, guardNewTables()); err != nil {
 				return err
 			}
 		}
@@ -240,11 +248,11 @@ func InstallFence(ctx context.Context, conn *pgx.Conn, st FenceState, lockTimeou
 	if err := waitWriters(ctx, conn, deadline); err != nil {
 		return err
 	}
-	_, err = conn.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed, lease_ms, relax_after, relaxed_at, guard)
-		VALUES ($1, $2, $3, $4, $5, greatest(clock_timestamp() + $6 * interval '1 millisecond', $7), NULL, $8)
+	_, err = conn.Exec(ctx, `INSERT INTO pgshard.fence (shard, range, version, closed, lease_ms, relax_after, relaxed_at)
+		VALUES ($1, $2, $3, $4, $5, greatest(clock_timestamp() + $6 * interval '1 millisecond', $7), NULL)
 		ON CONFLICT (one) DO UPDATE SET shard = $1, range = $2, version = $3, closed = $4, changed_at = clock_timestamp(),
-			lease_ms = $5, relax_after = EXCLUDED.relax_after, relaxed_at = NULL, guard = $8`,
-		st.Shard, st.Range, st.Version, st.Closed, lease.Milliseconds(), wait.Milliseconds(), prevRelax, fenceWhen(st))
+			lease_ms = $5, relax_after = EXCLUDED.relax_after, relaxed_at = NULL`,
+		st.Shard, st.Range, st.Version, st.Closed, lease.Milliseconds(), wait.Milliseconds(), prevRelax)
 	return err
 }
 

@@ -8,28 +8,32 @@ import (
 )
 
 // guardNewTables is an event trigger that fences each table created while
-// a fence holds, with the fence's own condition (the column guard, which
-// InstallFence writes), so that a fence installed later by a role that
-// cannot create event triggers still covers the tables made after it. It
-// runs as its owner, a superuser, so that it can put the trigger on a
-// table whatever role made it; without a fence row or schema it does
-// nothing.
-const guardNewTables = `
+// a fence holds, with the condition InstallFence gives the fence (built
+// from the row of pgshard.fence as fenceWhen builds it), so that a fence
+// installed later by a role that cannot create event triggers still
+// covers the tables made after it. It runs as its owner, a superuser, so
+// that it can put the trigger on a table whatever role made it; without a
+// fence row or schema it does nothing.
+func guardNewTables() string {
+	return `
 CREATE SCHEMA IF NOT EXISTS pgshard;
 CREATE OR REPLACE FUNCTION pgshard.fence_new_table() RETURNS event_trigger
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $f$
 DECLARE
 	r record;
+	f record;
 	cond text;
 BEGIN
 	BEGIN
-		SELECT f.guard INTO cond FROM pgshard.fence f WHERE f.relaxed_at IS NULL;
+		SELECT version, closed INTO f FROM pgshard.fence WHERE relaxed_at IS NULL;
 	EXCEPTION WHEN undefined_table OR undefined_column THEN
 		RETURN;
 	END;
-	IF cond IS NULL THEN
+	IF NOT FOUND THEN
 		RETURN;
 	END IF;
+	cond := CASE WHEN f.closed THEN ` + quoteLiteral(whenClosed) + `
+		ELSE replace(` + quoteLiteral(whenOlder) + `, '%d', f.version::text) END;
 	FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
 		WHERE object_type = 'table' AND schema_name NOT IN ('pgshard', 'pg_temp') LOOP
 		EXECUTE format('CREATE OR REPLACE TRIGGER pgshard_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
@@ -40,6 +44,7 @@ DROP EVENT TRIGGER IF EXISTS pgshard_fence_new_tables;
 CREATE EVENT TRIGGER pgshard_fence_new_tables ON ddl_command_end
 	WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
 	EXECUTE FUNCTION pgshard.fence_new_table();`
+}
 
 // GuardNewTables makes a shard fence each table created while one of its
 // fences holds, whoever installed that fence. Only a superuser can create
@@ -58,7 +63,7 @@ func GuardNewTables(ctx context.Context, conn *pgx.Conn, owner string) error {
 				return fmt.Errorf("topology: guard new tables: %w", err)
 			}
 		}
-		if _, err := tx.Exec(ctx, guardNewTables); err != nil {
+		if _, err := tx.Exec(ctx, guardNewTables()); err != nil {
 			return fmt.Errorf("topology: guard new tables: %w", err)
 		}
 		return nil

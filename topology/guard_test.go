@@ -17,7 +17,7 @@ func TestGuardNewTables(t *testing.T) {
 	ctx := context.Background()
 	resetFences(t)
 	p0 := cluster.Shards()[0].Primary
-	for _, tbl := range []string{"public.made_after", "public.made_relaxed"} {
+	for _, tbl := range []string{"public.made_after", "public.made_relaxed", "public.made_closed"} {
 		require.NoError(t, p0.SuperExec(ctx, "DROP TABLE IF EXISTS "+tbl))
 	}
 	super, err := pgx.Connect(ctx, p0.SuperDSN())
@@ -50,4 +50,19 @@ func TestGuardNewTables(t *testing.T) {
 	_, err = plain.Exec(ctx, "CREATE TABLE public.made_relaxed (id bigint PRIMARY KEY)")
 	require.NoError(t, err)
 	require.Zero(t, fenceTriggers(t, p0), "nothing fenced once relaxed")
+
+	// A shard fenced as a whole fences a new table against every router.
+	moved.Shards[0].State = topology.StateFenced
+	_, err = s.Apply(ctx, moved, topology.ApplyOptions{Lease: shortLease})
+	require.NoError(t, err)
+	_, err = plain.Exec(ctx, "CREATE TABLE public.made_closed (id bigint PRIMARY KEY)")
+	require.NoError(t, err)
+	fe, ok = topology.IsFenced(exec2(ctx, connAt(t, p0, 3), "INSERT INTO public.made_closed VALUES (1)"))
+	require.True(t, ok)
+	require.True(t, fe.Closed)
+}
+
+func exec2(ctx context.Context, c *pgx.Conn, sql string) error {
+	_, err := c.Exec(ctx, sql)
+	return err
 }
