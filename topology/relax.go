@@ -13,6 +13,9 @@ import (
 // RelaxFence of one shard apart.
 const fenceLockKey = 0x7067736866656e63 // "pgshfenc"
 
+// dropWait bounds how long RelaxFence waits for each table's lock.
+const dropWait = 200 * time.Millisecond
+
 // fenceLock takes the shard's fence lock on conn, waiting until deadline,
 // and returns what releases it.
 func fenceLock(ctx context.Context, conn *pgx.Conn, deadline time.Time) (unlock func(), err error) {
@@ -97,7 +100,9 @@ func RelaxFence(ctx context.Context, conn *pgx.Conn, lockTimeout time.Duration) 
 }
 
 // dropTriggers removes the fence trigger from every table, one table per
-// transaction, as InstallFence puts them.
+// transaction, as InstallFence puts them. Each waits for its table's lock
+// at most dropWait: the queries that queue behind a waiting DROP TRIGGER
+// wait with it, and a relax, unlike a fence, can come back later.
 func dropTriggers(ctx context.Context, conn *pgx.Conn, deadline time.Time) error {
 	rows, err := conn.Query(ctx, `SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = 'pgshard_fence' AND NOT tgisinternal ORDER BY tgrelid`)
 	if err != nil {
@@ -109,8 +114,8 @@ func dropTriggers(ctx context.Context, conn *pgx.Conn, deadline time.Time) error
 	}
 	for _, t := range tables {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			left := max(time.Until(deadline).Milliseconds(), 1)
-			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", left)); err != nil {
+			left := min(max(time.Until(deadline), time.Millisecond), dropWait)
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", left.Milliseconds())); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS pgshard_fence ON "+t)

@@ -146,3 +146,32 @@ func TestFenceReadableByEveryRole(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, int64(2), st.Version)
 }
+
+// A relax that finds a table locked gives up at once, rather than hold up
+// the queries that would queue behind it, and is done on a later try.
+func TestRelaxFenceGivesWayToWriters(t *testing.T) {
+	ctx := context.Background()
+	resetFences(t)
+	withShortLeases(t)
+	p0 := cluster.Shards()[0].Primary
+	require.NoError(t, topology.InstallFence(ctx, connAt(t, p0, 0), topology.FenceState{Shard: "a", Range: "-40", Version: 2, Lease: shortLease}, time.Second))
+	st, _, err := topology.ReadFence(ctx, connAt(t, p0, 0))
+	require.NoError(t, err)
+	time.Sleep(time.Until(st.RelaxAfter) + 50*time.Millisecond)
+
+	w, err := connAt(t, p0, 2).Begin(ctx) // begun after RelaxAfter: not waited for
+	require.NoError(t, err)
+	require.NoError(t, exec(ctx, w, 1))
+	done, err := topology.RelaxFence(ctx, connAt(t, p0, 0), 10*time.Second)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "fenced_rows")
+	require.False(t, done)
+	st, _, err = topology.ReadFence(ctx, connAt(t, p0, 0))
+	require.NoError(t, err)
+	require.True(t, st.RelaxedAt.IsZero(), "not relaxed")
+	require.Positive(t, fenceTriggers(t, p0))
+
+	require.NoError(t, w.Commit(ctx))
+	relaxWhenDue(t, p0)
+	require.Zero(t, fenceTriggers(t, p0))
+}
