@@ -31,7 +31,7 @@ const (
 	relaxWait = 2 * time.Second
 	// relaxRetry is how long a router waits before trying again to relax
 	// a fence it failed to relax (its role may not own the tables).
-	relaxRetry = time.Minute
+	relaxRetry = 10 * time.Second
 )
 
 // lease is a router's right to write to one shard's set. It is safe for
@@ -152,7 +152,7 @@ func (f *follower) relax(ctx context.Context, st *shardState, version int64) {
 		if err != nil && ctx.Err() == nil {
 			st.lease.relaxNext.Store(f.now() + int64(relaxRetry))
 			if st.lease.warned.Swap(version) != version {
-				f.r.log.Warn("topology: cannot relax a shard's fence yet (trying again each minute)", "shard", st.name, "err", err.Error())
+				f.r.log.Warn("topology: cannot relax a shard's fence yet (trying again every 10 s)", "shard", st.name, "err", err.Error())
 			}
 		}
 	}()
