@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/examples/server/app"
+	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/topology"
 )
@@ -29,6 +31,13 @@ func chaosTopologyChange(t *testing.T, e *chaosEnv) *chaosResult {
 	p, r1 := e.node("shard0-primary"), e.node("shard0-replica1")
 	defer p.Start(ctx)
 	store, m := e.store("chaos_control")
+	// Short leases on shard0, so that its last fence is relaxed (its
+	// triggers removed by the router) while the load runs.
+	const lease = 500 * time.Millisecond
+	onP := e.conn(p)
+	require.NoError(t, topology.InstallFence(ctx, onP, topology.FenceState{Shard: "shard0", Lease: lease}, 5*time.Second))
+	_, err := topology.RelaxFence(ctx, onP, 5*time.Second)
+	require.NoError(t, err)
 	a := e.storeServer("a", 108, store)
 
 	lr := e.load(0, a)
@@ -37,7 +46,7 @@ func chaosTopologyChange(t *testing.T, e *chaosEnv) *chaosResult {
 	time.Sleep(e.len.warm)
 
 	apply := func(why string) int64 {
-		plan, err := store.Apply(ctx, m, topology.ApplyOptions{By: "chaos suite", Reason: why, Lookup: e.lookup})
+		plan, err := store.Apply(ctx, m, topology.ApplyOptions{By: "chaos suite", Reason: why, Lookup: e.lookup, Lease: lease})
 		require.NoError(t, err)
 		e.await(20*time.Second, func() bool { return a.r.Stats().Map.Version >= plan.To.Version })
 		e.mark("map version %d served: %s", plan.To.Version, why)
@@ -67,6 +76,15 @@ func chaosTopologyChange(t *testing.T, e *chaosEnv) *chaosResult {
 	opening := time.Now()
 	apply("switchover: shard0-replica1 is the primary, shard0 open")
 	e.await(20*time.Second, e.acked("shard0", opening))
+	onR1 := e.conn(r1)
+	relaxed := e.await(30*time.Second, func() bool {
+		st, _, err := topology.ReadFence(ctx, onR1)
+		var triggers int
+		err2 := onR1.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgname = 'pgshard_fence'").Scan(&triggers)
+		return err == nil && err2 == nil && !st.RelaxedAt.IsZero() && triggers == 0
+	})
+	require.True(t, relaxed, "the router relaxes shard0's fence two leases after the map that opens it")
+	e.mark("shard0's fence relaxed by the router (its triggers removed)")
 	time.Sleep(e.len.after)
 	rep := lr.end(t)
 	stop()
@@ -96,6 +114,7 @@ func chaosTopologyChange(t *testing.T, e *chaosEnv) *chaosResult {
 		res.note("%d reads of shard0 failed as its old primary shut down: a read the replica set sent to the primary (read-your-writes past the replicas' known positions, or the fallback) fails with it rather than going to a replica.", n)
 	}
 	res.note("The router follows the store (LISTEN, a 1 s poll); a write it sends to a fenced shard is refused inside its transaction (SQLSTATE PGS01) and retried on the newest map within FenceWait (10 s); a write to a shard whose map state is fenced waits without being sent.")
+	res.note("Leases of %s: two leases after the map that opens shard0, the router removed the fence's triggers from shard0's tables while the load ran (counted in the failures above).", lease)
 	return res
 }
 
@@ -174,4 +193,13 @@ func (e *chaosEnv) storeServer(name string, nodeID int64, store *topology.Store)
 		}
 	})
 	return in
+}
+
+// conn connects to n as a plain client for the scenario's checks.
+func (e *chaosEnv) conn(n *pgcluster.Node) *pgx.Conn {
+	e.t.Helper()
+	c, err := pgx.Connect(context.Background(), n.DSN())
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
 }
