@@ -182,13 +182,16 @@ func TestStatsCountBypassedLoads(t *testing.T) {
 	var loads atomic.Int64
 	load := func(context.Context) (string, error) { loads.Add(1); return "v", nil }
 	sh := shardOf(t, r, r.User(1).Shard())
+	idx := r.Map().Index(shard.HashInt64(1))
 	// Hold the listener down: terminate it until the test is done with it.
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			_ = sh.Primary.SuperExec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' OR query LIKE '%pg_notify%' OR query LIKE 'SELECT pg_current_wal_insert_lsn%'")
+			if pid := r.Stats().Shards[idx].ListenerPID; pid != 0 {
+				_ = sh.Primary.SuperExec(ctx, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid))
+			}
 			select {
 			case <-stop:
 				return
@@ -196,7 +199,6 @@ func TestStatsCountBypassedLoads(t *testing.T) {
 			}
 		}
 	}()
-	idx := r.Map().Index(shard.HashInt64(1))
 	eventually(t, 5*time.Second, "listener down", func() bool { return !r.Stats().Shards[idx].Listening })
 	for range 3 {
 		if r.Stats().Shards[idx].Listening {

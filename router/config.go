@@ -33,9 +33,10 @@ type Config struct {
 	Cache cache.Options
 	// SessionCacheWait bounds how long a cached read under a session waits
 	// for this process to have received every cache invalidation up to the
-	// session's position on the shard (one round trip on the shard's
-	// listener connection, shared by concurrent readers). A read that
-	// waits longer reads past the cache, without evicting the cached entry.
+	// session's position on the shard (a marker committed on the primary
+	// and received by the shard's listener, shared by concurrent readers).
+	// A read that waits longer reads past the cache, without evicting the
+	// cached entry.
 	// Default 50 ms; negative means never wait.
 	SessionCacheWait time.Duration
 	// Channel is the LISTEN/NOTIFY channel that carries cache

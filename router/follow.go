@@ -316,7 +316,7 @@ func (f *follower) apply(ctx context.Context, m *topology.Map) error {
 			return err
 		}
 		rng, _ := km.Range(name)
-		st := newShardState(name, rng, append([]string{sc.Primary}, sc.Replicas...))
+		st := newShardState(name, rng)
 		st.tag = m.Version // the version its connections carry, which its fence and lease compare
 		st.set, err = replica.New(ctx, replica.Config{Name: name, Primary: sc.Primary, Replicas: sc.Replicas, Weights: sc.Weights, Options: f.opts})
 		if err != nil {

@@ -2,11 +2,11 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/replica"
 )
@@ -49,34 +49,28 @@ func (r *Router) listen(ctx context.Context, st *shardState) {
 	}
 }
 
-// listenOnce connects to node idx, listens, purges the caches (anything
-// may have been missed while not listening) and handles notifications
-// until the connection fails or the primary changes. listened reports that
-// it got as far as listening; a nil error means it stopped because the
-// primary moved.
+// listenOnce connects to the shard's primary (node idx) with the pools'
+// connection settings, listens, purges the caches (anything may have been
+// missed while not listening) and handles notifications until the
+// connection fails or the primary changes. listened reports that it got as
+// far as listening; a nil error means it stopped because the primary moved.
 func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (listened bool, err error) {
-	cfg, err := pgx.ParseConfig(st.dsns[idx])
-	if err != nil {
-		return false, err
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	cfg.Tracer = nil
 	connectCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := pgx.ConnectConfig(connectCtx, cfg)
+	conn, err := st.set.Connect(connectCtx)
 	cancel()
 	if err != nil {
 		return false, err
 	}
 	defer func() {
 		st.listening.Store(false)
-		st.barrier.setUp(false)
+		st.barrier.down()
+		st.listenerPID.Store(0)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		conn.Close(closeCtx)
 		cancel()
 	}()
-	own := barrierChannel(conn)
-	setup := "LISTEN " + pgx.Identifier{r.channel}.Sanitize() + "; LISTEN " + pgx.Identifier{own}.Sanitize() +
-		"; SET synchronous_commit = off"
+	own := barrierChannel(conn.PgConn().PID())
+	setup := "LISTEN " + pgx.Identifier{r.channel}.Sanitize() + "; LISTEN " + pgx.Identifier{own}.Sanitize()
 	if _, err := conn.Exec(ctx, setup); err != nil {
 		return false, err
 	}
@@ -91,25 +85,15 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (liste
 	}
 	r.purgeLocal()
 	st.reconnects.Add(1)
+	st.listenerPID.Store(conn.PgConn().PID())
 	st.listening.Store(true)
-	st.barrier.setUp(true)
-	st.barrier.advance(lsn, false)
+	gen := st.barrier.up(own, lsn)
 	st.markUp()
 	r.log.Info("cache listener up", "shard", st.name)
 
 	for {
-		if st.barrier.take() {
-			if err := sendMarker(ctx, conn, own); err != nil {
-				if ctx.Err() != nil {
-					return true, nil
-				}
-				return true, err
-			}
-		}
 		wait, cancel := context.WithTimeout(ctx, listenWake)
-		st.barrier.waiting(cancel)
 		n, err := conn.WaitForNotification(wait)
-		st.barrier.waiting(nil)
 		cancel()
 		if ctx.Err() != nil {
 			return true, nil
@@ -126,28 +110,77 @@ func (r *Router) listenOnce(ctx context.Context, st *shardState, idx int) (liste
 			}
 			continue
 		}
-		if n.Channel == own {
-			marker, err := replica.ParseLSN(n.Payload)
-			if err != nil {
-				return true, fmt.Errorf("barrier marker: %w", err)
+		if err := r.handle(ctx, conn, st, own, gen, received(conn, n)); err != nil {
+			if ctx.Err() != nil {
+				return true, nil
 			}
-			st.barrier.advance(marker, true)
-			continue
-		}
-		keys, ok := decodeKeys(n.Payload)
-		// The notification arrives after its transaction committed, so the
-		// position read now is past that commit.
-		if _, err := r.raiseFloorFrom(ctx, conn, st); err != nil {
-			r.purgeLocal()
 			return true, err
 		}
-		if !ok {
-			r.purgeLocal()
+	}
+}
+
+// received returns n and every notification the connection has read
+// after it; none of them waits for the network.
+func received(conn *pgx.Conn, n *pgconn.Notification) []*pgconn.Notification {
+	batch := []*pgconn.Notification{n}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		m, _ := conn.WaitForNotification(done)
+		if m == nil {
+			return batch
+		}
+		batch = append(batch, m)
+	}
+}
+
+// handle acts on a batch of notifications: one read of the primary's
+// position covers every invalidation in it (each committed before it was
+// received, so before the position read now), then their keys are
+// dropped, and only then do the batch's barrier markers count.
+//
+// One round trip per batch, not per notification, is what keeps the
+// listener abreast of a busy shard: a listener that read the position for
+// each notification fell further behind the more writes there were, and
+// served entries for whole tenths of a second after their invalidation.
+func (r *Router) handle(ctx context.Context, conn *pgx.Conn, st *shardState, own string, gen uint64, batch []*pgconn.Notification) error {
+	var keys []string
+	invalidated, unknown := false, false
+	markers := map[uint64]replica.LSN{}
+	for _, n := range batch {
+		if n.Channel == own {
+			g, lsn, err := parseMarker(n.Payload)
+			if err != nil {
+				return err
+			}
+			markers[g] = max(markers[g], lsn)
 			continue
 		}
-		r.dropLocal(keys)
-		st.invalidations.Add(uint64(len(keys)))
+		invalidated = true
+		k, ok := decodeKeys(n.Payload)
+		if !ok {
+			unknown = true
+			continue
+		}
+		keys = append(keys, k...)
 	}
+	if invalidated {
+		if _, err := r.raiseFloorFrom(ctx, conn, st); err != nil {
+			r.purgeLocal()
+			return err
+		}
+		if unknown {
+			r.purgeLocal() // a payload this library did not write
+		} else {
+			r.dropLocal(keys)
+		}
+		st.invalidations.Add(uint64(len(keys)))
+		st.floorReads.Add(1)
+	}
+	for g, lsn := range markers {
+		st.barrier.marked(g, lsn)
+	}
+	return nil
 }
 
 // raiseFloorFrom reads the primary's WAL insert position on the listener

@@ -40,7 +40,6 @@ type shardState struct {
 	name string
 	rng  shard.Range
 	set  *replica.Set
-	dsns []string // primary first, as replica.Set numbers its nodes
 
 	stopListen context.CancelFunc // ends this shard's cache listener
 	cutover    replica.LSN        // set before use: session reads wait for it (a range gained, see follow.go)
@@ -55,6 +54,8 @@ type shardState struct {
 	floor         atomic.Uint64 // cache loads read at or past this LSN (the last invalidation's commit)
 	invalidations atomic.Uint64 // keys dropped on notifications
 	reconnects    atomic.Uint64 // listener (re)connections
+	floorReads    atomic.Uint64 // batches of invalidations handled, each with one read of the position
+	listenerPID   atomic.Uint32 // the listener's backend, 0 while it is down
 }
 
 // Open validates cfg, connects to every shard and starts the checkers and
@@ -91,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		if cfg.Tracer != nil {
 			ro.Tracer = cfg.Tracer
 		}
-		st := newShardState(name, rng, append([]string{sc.Primary}, sc.Replicas...))
+		st := newShardState(name, rng)
 		r.shards[i] = st
 		wg.Add(1)
 		go func() {
@@ -161,8 +162,10 @@ func (r *Router) awaitListeners(ctx context.Context) {
 	}
 }
 
-func newShardState(name string, rng shard.Range, dsns []string) *shardState {
-	return &shardState{name: name, rng: rng, dsns: dsns, barrier: newBarrier(), up: make(chan struct{})}
+func newShardState(name string, rng shard.Range) *shardState {
+	st := &shardState{name: name, rng: rng, up: make(chan struct{})}
+	st.barrier = newBarrier(st.sendMarker)
+	return st
 }
 
 func (s *shardState) markUp() { s.upOnce.Do(func() { close(s.up) }) }

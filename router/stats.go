@@ -25,6 +25,7 @@ type ShardStats struct {
 	Invalidations uint64        // cache keys dropped on notifications from this shard
 	Reconnects    uint64        // listener connections made (the first included)
 	Floor         replica.LSN   // cache loads read at or past this position
+	ListenerPID   uint32        // the listener's backend on the primary (pg_stat_activity.pid), 0 while down
 }
 
 // CacheStats is one cache made with NewCache.
@@ -45,6 +46,7 @@ func (r *Router) Stats() Stats {
 			Listening:     s.listening.Load(),
 			Invalidations: s.invalidations.Load(),
 			Reconnects:    s.reconnects.Load(),
+			ListenerPID:   s.listenerPID.Load(),
 			Floor:         replica.LSN(s.floor.Load()),
 		})
 	}

@@ -1,0 +1,57 @@
+package router_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/router"
+)
+
+// A burst of invalidations reaches a listener at once; it must handle them
+// with a read of the primary's position per batch, not per notification.
+// A listener that made one round trip per notification fell behind on a
+// busy shard (more so while it also committed barrier markers on its own
+// connection), and its process served invalidated entries for tenths of a
+// second: the chaos suite's stale reads after a listener reconnect.
+func TestListenerHandlesABurstInFewRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	cfg := config(t, cluster)
+	cfg.Channel = "pgshard_burst_test" // no other test's invalidations
+	reader, writer := open(t, cfg), open(t, cfg)
+	c := router.NewCache[int](reader, "burst", cache.Options{Capacity: 1000})
+	target := reader.Shards()[0]
+	const n = 50
+	key := func(i int) string { return fmt.Sprintf("burst:%d", i) }
+	for i := range n {
+		v, err := c.Get(ctx, target, key(i), func(context.Context) (int, error) { return i, nil })
+		require.NoError(t, err)
+		require.Equal(t, i, v)
+	}
+	shardStats := func() router.ShardStats { return reader.Stats().Shards[0] }
+	dropped, reads := shardStats().Invalidations, router.FloorReads(reader, target.Shard())
+
+	// One transaction, one notification per key: they are delivered together.
+	require.NoError(t, writer.Shards()[0].Tx(ctx, func(tx pgx.Tx) error {
+		for i := range n {
+			if err := router.Invalidate(ctx, tx, key(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	eventually(t, 30*time.Second, "the reader drops every key", func() bool { return shardStats().Invalidations-dropped >= n })
+	for i := range n {
+		v, err := c.Get(ctx, target, key(i), func(context.Context) (int, error) { return -1, nil })
+		require.NoError(t, err)
+		require.Equal(t, -1, v, "key %d was invalidated: its Get loads again", i)
+	}
+	got := router.FloorReads(reader, target.Shard()) - reads
+	assert.LessOrEqual(t, got, uint64(3), "reads of the position for %d notifications delivered at once", n)
+}
