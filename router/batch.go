@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,13 +29,16 @@ func (t Target) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.leaseErr(ctx); err != nil {
 		return errBatch{t.fail(ctx, err)}
 	}
+	began := time.Now()
 	conn, err := t.s.set.WriteConn(ctx)
 	if err != nil {
+		t.s.set.TraceWrite(ctx, "batch", nil, began, 0, err)
 		return errBatch{t.fail(ctx, err)}
 	}
-	br := &batchResults{BatchResults: conn.SendBatch(ctx, b), t: t, ctx: ctx, conn: conn}
+	br := &batchResults{BatchResults: conn.SendBatch(ctx, b), t: t, ctx: ctx, conn: conn, began: began}
 	if inner := br.BatchResults.Tx(); inner != nil {
-		br.tx = &routerTx{Tx: inner, t: t, keys: new([]string), own: &owned{conn: conn, write: true}}
+		// The transaction's Commit or Rollback reports it.
+		br.tx = &routerTx{Tx: inner, t: t, keys: new([]string), own: &owned{conn: conn, write: true, began: began}}
 	}
 	return br
 }
@@ -46,6 +51,7 @@ type batchResults struct {
 	ctx    context.Context
 	conn   *replica.Conn
 	tx     *routerTx // the batch's own transaction (Batch.BeginTx), which keeps the connection
+	began  time.Time
 	closed bool
 	err    error
 }
@@ -73,11 +79,13 @@ func (b *batchResults) Close() error {
 	}
 	defer b.conn.Release()
 	if err != nil {
-		b.err = b.t.fail(b.ctx, b.conn.Failed(b.ctx, err))
+		err = b.conn.Failed(b.ctx, err)
+		b.t.s.set.TraceWrite(b.ctx, "batch", b.conn, b.began, 0, err)
+		b.err = b.t.fail(b.ctx, err)
 		return b.err
 	}
 	b.conn.Wrote()
-	b.err = b.t.observeWrite(b.ctx, b.conn)
+	b.err = b.t.wrote(b.ctx, b.conn, "batch", b.began)
 	return b.err
 }
 
@@ -91,36 +99,52 @@ func (t Target) CopyFrom(ctx context.Context, table pgx.Identifier, columns []st
 	if err := t.leaseErr(ctx); err != nil {
 		return 0, t.fail(ctx, err)
 	}
+	began := time.Now()
 	conn, err := t.s.set.WriteConn(ctx)
 	if err != nil {
+		t.s.set.TraceWrite(ctx, "copy", nil, began, 0, err)
 		return 0, t.fail(ctx, err)
 	}
 	defer conn.Release()
 	n, err := conn.CopyFrom(ctx, table, columns, rows)
 	if err != nil {
-		return n, t.fail(ctx, conn.Failed(ctx, err))
+		err = conn.Failed(ctx, err)
+		t.s.set.TraceWrite(ctx, "copy", conn, began, 0, err)
+		return n, t.fail(ctx, err)
 	}
 	conn.Wrote()
-	return n, t.observeWrite(ctx, conn)
+	return n, t.wrote(ctx, conn, "copy", began)
 }
 
-// observeWrite records, under a session, the position after a write that
-// has committed on conn.
-func (t Target) observeWrite(ctx context.Context, conn *replica.Conn) error {
+// wrote reports a write (op) that has committed on conn to the Tracer and
+// records, under a session, the position after it.
+func (t Target) wrote(ctx context.Context, conn *replica.Conn, op string, began time.Time) error {
 	sess := SessionFrom(ctx)
 	if sess == nil {
+		t.s.set.TraceWrite(ctx, op, conn, began, 0, nil)
 		return nil
 	}
-	var text string
-	if err := conn.QueryRow(ctx, lsnSQL).Scan(&text); err != nil {
-		return t.fail(ctx, conn.Failed(ctx, err))
-	}
-	lsn, err := replica.ParseLSN(text)
+	lsn, err := commitPosition(ctx, conn)
+	t.s.set.TraceWrite(ctx, op, conn, began, lsn, err)
 	if err != nil {
 		return t.fail(ctx, err)
 	}
 	sess.observe(t.s.name, lsn)
 	return nil
+}
+
+// commitPosition reads, on conn, the position after a write that has
+// committed there; its error wraps replica.ErrCommitLSN.
+func commitPosition(ctx context.Context, conn *replica.Conn) (replica.LSN, error) {
+	var text string
+	if err := conn.QueryRow(ctx, lsnSQL).Scan(&text); err != nil {
+		return 0, fmt.Errorf("%w: %w", replica.ErrCommitLSN, err)
+	}
+	lsn, err := replica.ParseLSN(text)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", replica.ErrCommitLSN, err)
+	}
+	return lsn, nil
 }
 
 // Ping checks that every shard's primary answers, at once, and names each

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -30,26 +31,30 @@ func (t Target) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 		return nil, err
 	}
 	readOnly := opts.AccessMode == pgx.ReadOnly && opts.IsoLevel != pgx.Serializable
-	var conn *replica.Conn
+	o := &owned{write: !readOnly, began: time.Now()}
 	var err error
 	if readOnly {
-		conn, err = t.s.set.ReadConn(ctx, t.readOptions(ctx))
+		o.read = t.readOptions(ctx)
+		o.conn, err = t.s.set.ReadConn(ctx, o.read)
 	} else if err = t.leaseErr(ctx); err == nil {
-		conn, err = t.s.set.WriteConn(ctx)
+		o.conn, err = t.s.set.WriteConn(ctx)
 	}
 	if err != nil {
+		o.conn = nil
+		o.trace(ctx, t, 0, err)
 		return nil, t.fail(ctx, err)
 	}
-	inner, err := conn.BeginTx(ctx, opts)
+	inner, err := o.conn.BeginTx(ctx, opts)
 	if err != nil {
-		err = conn.Failed(ctx, err)
-		conn.Release()
+		err = o.conn.Failed(ctx, err)
+		o.trace(ctx, t, 0, err)
+		o.conn.Release()
 		return nil, t.fail(ctx, err)
 	}
 	if info := readInfoFrom(ctx); info != nil && readOnly {
-		info.set(t.s.name, conn.Served())
+		info.set(t.s.name, o.conn.Served())
 	}
-	return &routerTx{Tx: inner, t: t, keys: new([]string), own: &owned{conn: conn, write: !readOnly}}, nil
+	return &routerTx{Tx: inner, t: t, keys: new([]string), own: o}, nil
 }
 
 // owned is the connection of a transaction begun by BeginTx.
@@ -57,6 +62,23 @@ type owned struct {
 	conn  *replica.Conn
 	write bool
 	done  bool
+	began time.Time
+	read  replica.ReadOptions // a read-only transaction's
+}
+
+// errRolledBack is what the Tracer is told of a write transaction that its
+// caller rolled back.
+var errRolledBack = errors.New("router: transaction rolled back")
+
+// trace reports the transaction's end to the Tracer: a write's outcome
+// (err as the caller sees it; nil or ErrCommitLSN for a commit), or a
+// read-only transaction as one read.
+func (o *owned) trace(ctx context.Context, t Target, lsn replica.LSN, err error) {
+	if o.write {
+		t.s.set.TraceWrite(ctx, "tx", o.conn, o.began, lsn, err)
+		return
+	}
+	t.s.set.TraceRead(ctx, o.conn, o.read, o.began, err)
 }
 
 // commit ends tx's owned transaction; see BeginTx.
@@ -69,10 +91,12 @@ func (tx *routerTx) commitOwned(ctx context.Context) error {
 	defer o.conn.Release()
 	t := tx.t
 	if !o.write {
-		if err := tx.Tx.Commit(ctx); err != nil {
-			return t.fail(ctx, o.conn.Failed(ctx, err))
+		err := tx.Tx.Commit(ctx)
+		if err != nil {
+			err = o.conn.Failed(ctx, err)
 		}
-		return nil
+		o.trace(ctx, t, 0, err)
+		return t.fail(ctx, err)
 	}
 	results, err := o.conn.Conn.Conn().PgConn().Exec(ctx, commitLSNSQL).ReadAll()
 	var lsn replica.LSN
@@ -80,9 +104,12 @@ func (tx *routerTx) commitOwned(ctx context.Context) error {
 	case err != nil && len(results) == 2:
 		err = fmt.Errorf("%w: %w", replica.ErrCommitLSN, err)
 	case err != nil:
-		return t.fail(ctx, o.conn.Failed(ctx, err))
+		err = o.conn.Failed(ctx, err)
+		o.trace(ctx, t, 0, err)
+		return t.fail(ctx, err)
 	case results[0].CommandTag.String() != "COMMIT":
 		// The transaction had failed; PostgreSQL answers COMMIT with ROLLBACK.
+		o.trace(ctx, t, 0, pgx.ErrTxCommitRollback)
 		return t.fail(ctx, pgx.ErrTxCommitRollback)
 	case len(results[1].Rows) != 1 || len(results[1].Rows[0]) != 1:
 		err = replica.ErrCommitLSN
@@ -94,6 +121,7 @@ func (tx *routerTx) commitOwned(ctx context.Context) error {
 	}
 	o.conn.Wrote()
 	tx.committed(ctx, lsn)
+	o.trace(ctx, t, lsn, err)
 	return t.fail(ctx, err)
 }
 
@@ -120,8 +148,17 @@ func (tx *routerTx) rollbackOwned(ctx context.Context) error {
 	}
 	o.done = true
 	defer o.conn.Release()
-	if err := tx.Tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return tx.t.fail(ctx, o.conn.Failed(ctx, err))
+	err := tx.Tx.Rollback(ctx)
+	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		err = o.conn.Failed(ctx, err)
+	} else {
+		err = nil
 	}
-	return nil
+	switch {
+	case o.write && err == nil:
+		o.trace(ctx, tx.t, 0, errRolledBack)
+	default:
+		o.trace(ctx, tx.t, 0, err)
+	}
+	return tx.t.fail(ctx, err)
 }

@@ -25,7 +25,10 @@ type Config struct {
 	Replica replica.Options
 	// Tracer, if set, receives every shard's read attempts, write outcomes
 	// and node health changes; it overrides Replica.Tracer. Nil means
-	// Replica.Tracer.
+	// Replica.Tracer. Besides the ops of replica.WriteEvent, a transaction
+	// of BeginTx is reported as "tx" when it commits or rolls back (a
+	// read-only one as one read), SendBatch as "batch" when its results are
+	// closed, and CopyFrom as "copy".
 	Tracer replica.Tracer
 	// Cache holds the options of caches made with NewCache given the zero
 	// cache.Options. Its fields mean what cache.Options says: zero
