@@ -23,8 +23,16 @@ type events struct {
 
 func (e *events) tracer() replica.Tracer {
 	return replica.TracerFuncs{
-		Read:  func(_ context.Context, ev replica.ReadEvent) { e.mu.Lock(); e.reads = append(e.reads, ev); e.mu.Unlock() },
-		Write: func(_ context.Context, ev replica.WriteEvent) { e.mu.Lock(); e.writes = append(e.writes, ev); e.mu.Unlock() },
+		Read: func(_ context.Context, ev replica.ReadEvent) {
+			e.mu.Lock()
+			e.reads = append(e.reads, ev)
+			e.mu.Unlock()
+		},
+		Write: func(_ context.Context, ev replica.WriteEvent) {
+			e.mu.Lock()
+			e.writes = append(e.writes, ev)
+			e.mu.Unlock()
+		},
 	}
 }
 
