@@ -12,22 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/pgshard/pgshard/examples/server/app"
 )
-
-// chaosAppName names instance B's listener and checker sessions, so that
-// its LISTEN backends can be told from instance A's; B's pools use
-// chaosAppName+"-pool".
-const chaosAppName = "pgshard-chaos-b"
-
-// terminateListenerSQL ends instance B's LISTEN session: of B's sessions
-// that are not in its pools, the one whose last statement is the
-// listener's LISTEN or its floor query (the checker's is its check).
-const terminateListenerSQL = `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-	WHERE application_name = $1
-	AND (query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_current_wal_insert_lsn()%')`
 
 // 5. Cache listener loss: two instances; instance B's LISTEN backends are
 // terminated again and again while instance A renames users that B reads
@@ -37,15 +22,7 @@ const terminateListenerSQL = `SELECT count(pg_terminate_backend(pid)) FROM pg_st
 func chaosListenerLoss(t *testing.T, e *chaosEnv) *chaosResult {
 	res := &chaosResult{Title: "Cache listener loss"}
 	a := e.server("a", 105, nil, nil)
-	b := e.server("b", 106, func(topo *app.Topology) {
-		for i := range topo.Shards {
-			s := &topo.Shards[i]
-			s.Primary += "&application_name=" + chaosAppName
-			for j := range s.Replicas {
-				s.Replicas[j] += "&application_name=" + chaosAppName
-			}
-		}
-	}, func(pc *pgxpool.Config) { pc.ConnConfig.RuntimeParams["application_name"] = chaosAppName + "-pool" })
+	b := e.server("b", 106, nil, nil)
 
 	work := e.startRenames(t, a, b, 16, 4)
 	lr := e.load(0, a, b)
@@ -122,7 +99,7 @@ func chaosListenerLoss(t *testing.T, e *chaosEnv) *chaosResult {
 	for _, name := range slices.Sorted(maps.Keys(inOrder)) {
 		res.note("%s: termination -> listener up again, termination by termination: %s.", name, strings.Join(inOrder[name], ", "))
 	}
-	res.note("B's LISTEN session is found by its application_name (set in B's DSNs; B's pools use another one) and by its last statement: LISTEN, or the floor query it runs after each notification (so `query LIKE 'LISTEN%%'` alone finds it only until its first notification).")
+	res.note("B's LISTEN session is the backend its router reports (Stats: ListenerPID) just before the termination.")
 	return res
 }
 
@@ -135,7 +112,8 @@ type listenerCut struct {
 
 // cutListeners terminates B's LISTEN sessions on every shard's primary,
 // rounds times, every apart, each from a superuser session opened
-// beforehand so that the instant is exact.
+// beforehand so that the instant is exact. Each session is the backend B's
+// router reports for the shard's listener.
 func (e *chaosEnv) cutListeners(t *testing.T, b *chaosInstance, rounds int, every time.Duration) []listenerCut {
 	ctx := context.Background()
 	conns := map[string]*pgx.Conn{}
@@ -158,9 +136,9 @@ func (e *chaosEnv) cutListeners(t *testing.T, b *chaosInstance, rounds int, ever
 			}
 			return true
 		})
-		for name, c := range conns {
-			cut := listenerCut{shard: name, at: time.Now()}
-			require.NoError(t, c.QueryRow(ctx, terminateListenerSQL, chaosAppName).Scan(&cut.ended))
+		for _, sh := range b.r.Stats().Shards {
+			cut := listenerCut{shard: sh.Name, at: time.Now()}
+			require.NoError(t, conns[sh.Name].QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid = $1", int64(sh.ListenerPID)).Scan(&cut.ended))
 			cuts = append(cuts, cut)
 		}
 		e.mark("terminated instance B's LISTEN backends on both primaries")
