@@ -247,6 +247,57 @@ func (l *Lookup) Get(ctx context.Context, key string) (int64, error) {
 	return owner, nil
 }
 
+// Change moves owner from key old to key new, either of which may be ""
+// (none): it claims new (the lookup row first, as Create does), runs
+// update in a transaction on the owner's shard, which must make the owner
+// row hold new instead of old (and should fail if it no longer holds old),
+// then removes old's lookup row (last, as Delete does). If new is held by
+// a live owner it returns ErrDuplicate and changes nothing; if update
+// fails, new's lookup row is removed again and update's error returned.
+//
+// old's lookup row is removed by the claim token it had before update
+// ran: should the key be claimed again once the owner let go of it (by
+// this owner or another), that claim's row stays.
+func (l *Lookup) Change(ctx context.Context, old, new string, owner int64, update func(pgx.Tx) error) error {
+	if old == new {
+		return l.r.User(owner).Tx(ctx, update)
+	}
+	var oldToken string
+	if old != "" {
+		err := l.keyTarget(old).QueryRow(router.WithPrimary(ctx), "SELECT token FROM "+l.table+" WHERE key = $1 AND owner = $2", old, owner).Scan(&oldToken)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+	}
+	var c *Claim
+	if new != "" {
+		var err error
+		if c, err = l.Claim(ctx, new, owner); err != nil {
+			return err
+		}
+	}
+	err := l.r.User(owner).Tx(ctx, func(tx pgx.Tx) error {
+		if c != nil {
+			if err := c.Record(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return update(tx)
+	})
+	if err != nil {
+		if c != nil {
+			return c.Abandon(ctx, err)
+		}
+		return err
+	}
+	if oldToken != "" {
+		// A row left behind (this fails, the process stops) is dangling:
+		// it reads as not found and the next claim of old takes it over.
+		_, _ = l.keyTarget(old).Exec(context.WithoutCancel(ctx), "DELETE FROM "+l.table+" WHERE key = $1 AND token = $2", old, oldToken)
+	}
+	return nil
+}
+
 // Delete removes owner's hold on key: it runs deleteOwner in a transaction
 // on the owner's shard (which must delete the owner row, or clear its
 // key), then removes the lookup row. A crash between the two leaves a
