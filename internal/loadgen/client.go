@@ -27,6 +27,8 @@ const (
 	routeRecent
 	routeCreateUserEmail
 	routeUserByEmail
+	routeChangeEmail
+	routeDeleteEmail
 	numRoutes
 )
 
@@ -34,17 +36,18 @@ var routeNames = [numRoutes]string{
 	"POST /users", "GET /users/{id}", "PUT /users/{id}",
 	"POST /users/{id}/posts", "GET /users/{id}/posts", "GET /posts/recent",
 	"POST /users (email)", "GET /users?email=",
+	"PUT /users/{id}/email", "DELETE /users/{id}/email",
 }
 
-// isError says whether an answer counts as an error: a transport error or
-// a 4xx/5xx, except the 409 that a create with a taken email expects.
+// isError says whether an answer counts as an error; see IsError.
 func isError(rt route, status int) bool { return IsError(routeNames[rt], status) }
 
 // IsError says whether an answer to a request of the route (an
 // Observation's Route) counts as an error: a transport error (status 0) or
-// a 4xx/5xx, except the 409 that a create with a taken email expects.
+// a 4xx/5xx, except the 409 that a create or an email change with a taken
+// email expects.
 func IsError(route string, status int) bool {
-	if route == routeNames[routeCreateUserEmail] && status == http.StatusConflict {
+	if (route == routeNames[routeCreateUserEmail] || route == routeNames[routeChangeEmail]) && status == http.StatusConflict {
 		return false
 	}
 	return status == 0 || status >= 400
@@ -84,10 +87,15 @@ type client struct {
 // ownedUser is what a client knows of a user it created.
 type ownedUser struct {
 	id    string
-	email string   // "" when created without one
 	names []string // the names it may have: one after an acknowledged write, more after unacknowledged ones
-	posts []int64  // acknowledged posts
-	sent  int      // posts sent, acknowledged or not
+	// emails are the emails it may have ("" for none), as names.
+	emails []string
+	final  string // its email at the final check ("" for none), set by verify
+	// released are the last emails it gave up in acknowledged changes: at
+	// the end, none may find it unless it has that email again.
+	released []string
+	posts    []int64 // acknowledged posts
+	sent     int     // posts sent, acknowledged or not
 	// refused are the marks of posts answered 5xx other than 504: the
 	// server said nothing was committed, so none may appear.
 	refused []string
@@ -136,15 +144,20 @@ func (c *client) step(ctx context.Context) {
 			c.createUser(ctx)
 		case n < 85:
 			c.createPost(ctx)
-		default:
+		case n < 95:
 			c.rename(ctx)
+		default:
+			c.changeEmail(ctx)
 		}
 		return
 	}
-	if n < 70 {
+	switch {
+	case n < 70:
 		c.createPost(ctx)
-	} else {
+	case n < 92:
 		c.rename(ctx)
+	default:
+		c.changeEmail(ctx)
 	}
 }
 
@@ -307,7 +320,7 @@ func (c *client) createUser(ctx context.Context) {
 	rt, body := routeCreateUser, map[string]string{"name": name}
 	email := ""
 	if c.rng.IntN(2) == 0 {
-		email = fmt.Sprintf("u%d.%x@example.com", c.rng.IntN(max(c.run.opts.Users/2, 1)), c.run.runID)
+		email = c.poolEmail()
 		rt, body["email"] = routeCreateUserEmail, email
 	}
 	r := c.post(ctx, rt, "/users", body)
@@ -324,8 +337,62 @@ func (c *client) createUser(ctx context.Context) {
 			c.violation("POST /users: email %s given to user %s, and before to user %s", email, u.ID, other)
 		}
 	}
-	c.own = append(c.own, &ownedUser{id: u.ID, email: email, names: []string{name}})
+	c.own = append(c.own, &ownedUser{id: u.ID, emails: []string{email}, names: []string{name}})
 	c.run.addUser(u.ID)
+}
+
+// poolEmail draws an email from a pool half the population's size.
+func (c *client) poolEmail() string {
+	return fmt.Sprintf("u%d.%x@example.com", c.rng.IntN(max(c.run.opts.Users/2, 1)), c.run.runID)
+}
+
+// changeEmail gives one of its users another email from the pool (409 if
+// taken) or, a third of the time, deletes its email.
+func (c *client) changeEmail(ctx context.Context) {
+	u := c.pickOwn()
+	sure := len(u.emails) == 1
+	old := u.emails[0]
+	email := ""
+	var r response
+	path := "/users/" + u.id + "/email"
+	if sure && old != "" {
+		// From here another user may take it, whatever this change's outcome.
+		c.run.releaseEmail(old, u.id)
+	}
+	if old != "" && c.rng.IntN(3) == 0 {
+		r = c.do(ctx, routeDeleteEmail, "DELETE", path, nil)
+	} else {
+		email = c.poolEmail()
+		r = c.do(ctx, routeChangeEmail, "PUT", path, map[string]string{"email": email})
+	}
+	switch r.status {
+	case http.StatusOK:
+		var got userDoc
+		if err := json.Unmarshal(r.body, &got); err != nil || got.ID != u.id || got.Email != email {
+			c.violation("%s answered 200 with %.200q, want email %q", path, r.body, email)
+		}
+		u.emails = []string{email}
+		if sure && old != "" && old != email {
+			u.released = append(u.released[max(len(u.released)-2, 0):], old)
+		}
+		if email != "" {
+			if other := c.run.giveEmail(email, u.id); other != "" {
+				c.violation("%s: email %s given to user %s, and before to user %s", path, email, u.id, other)
+			}
+		}
+	case http.StatusConflict, http.StatusBadRequest:
+		// Nothing changed: the user still has its email, and no one else
+		// could have taken it meanwhile.
+		if sure && old != "" {
+			if other := c.run.giveEmail(old, u.id); other != "" {
+				c.violation("%s: refused, and its email %s went to user %s meanwhile", path, old, other)
+			}
+		}
+	case http.StatusNotFound:
+		c.violation("%s: 404 for a user whose creation was acknowledged", path)
+	default:
+		u.emails = append(u.emails, email) // it may or may not have happened
+	}
 }
 
 // getByEmail finds one of its own users by email, with its token: the
@@ -333,7 +400,7 @@ func (c *client) createUser(ctx context.Context) {
 func (c *client) getByEmail(ctx context.Context) {
 	var withEmail []*ownedUser
 	for _, u := range c.own {
-		if u.email != "" {
+		if len(u.emails) == 1 && u.emails[0] != "" {
 			withEmail = append(withEmail, u)
 		}
 	}
@@ -342,11 +409,12 @@ func (c *client) getByEmail(ctx context.Context) {
 		return
 	}
 	u := withEmail[c.rng.IntN(len(withEmail))]
-	r := c.do(ctx, routeUserByEmail, "GET", "/users?email="+url.QueryEscape(u.email), nil)
+	email := u.emails[0]
+	r := c.do(ctx, routeUserByEmail, "GET", "/users?email="+url.QueryEscape(email), nil)
 	if c.checkUser(u, r, "GET by email") {
 		var got userDoc
 		if json.Unmarshal(r.body, &got) == nil && got.ID != u.id {
-			c.violation("GET /users?email=%s: user %s, want %s", u.email, got.ID, u.id)
+			c.violation("GET /users?email=%s: user %s, want %s", email, got.ID, u.id)
 		}
 	}
 }

@@ -158,7 +158,17 @@ type runState struct {
 
 	mu     sync.RWMutex
 	users  []sharedUser      // every acknowledged user, in creation order
-	emails map[string]string // email -> the user whose creation with it was acknowledged
+	emails map[string]string // email -> the user last acknowledged with it, until released
+}
+
+// releaseEmail records that user id is about to give email up: from now
+// on another user may be acknowledged with it.
+func (r *runState) releaseEmail(email, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.emails[email] == id {
+		delete(r.emails, email)
+	}
 }
 
 // giveEmail records that email went to user id, and returns the user it

@@ -28,6 +28,8 @@ type api struct {
 	lostAnswers, ignoreKeys bool
 	// twoOwners gives an email to every user who asks, not only the first.
 	twoOwners bool
+	// keepOldEmails: an email a user gave up still finds that user.
+	keepOldEmails bool
 	// phantoms: every third post is kept but answered 503, which promises
 	// that nothing was committed.
 	phantoms bool
@@ -112,6 +114,27 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			name = a.first[id]
 		}
 		reply(200, map[string]string{"id": id, "name": name, "email": a.email[id]})
+	case len(parts) == 3 && parts[0] == "users" && parts[2] == "email":
+		id := parts[1]
+		if _, ok := a.names[id]; !ok {
+			reply(404, map[string]string{"error": "not found"})
+			return
+		}
+		if r.Method == "DELETE" {
+			in.Email = ""
+		}
+		if holder, taken := a.owner[in.Email]; taken && in.Email != "" && holder != id && !a.twoOwners {
+			reply(409, map[string]string{"error": "email taken"})
+			return
+		}
+		if old := a.email[id]; old != "" && a.owner[old] == id && !a.keepOldEmails {
+			delete(a.owner, old)
+		}
+		a.email[id] = in.Email
+		if in.Email != "" {
+			a.owner[in.Email] = id
+		}
+		reply(200, map[string]string{"id": id, "name": a.names[id], "email": in.Email})
 	case len(parts) == 3 && parts[0] == "users" && parts[2] == "posts":
 		uid := parts[1]
 		if r.Method == "POST" {
@@ -164,6 +187,7 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 		{"correct server", func(*api) {}, false},
 		{"stale names", func(a *api) { a.staleNames = true }, true},
 		{"an email given twice", func(a *api) { a.twoOwners = true }, true},
+		{"an email given up still finds its user", func(a *api) { a.keepOldEmails = true }, true},
 		{"lost posts", func(a *api) { a.losePosts = true }, true},
 		{"lost answers, keys honoured", func(a *api) { a.lostAnswers = true }, false},
 		{"lost answers, keys ignored", func(a *api) { a.lostAnswers, a.ignoreKeys = true, true }, true},

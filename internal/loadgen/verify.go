@@ -69,6 +69,20 @@ func verify(ctx context.Context, run *runState, clients []*client) VerifyResult 
 	}
 	close(items)
 	wg.Wait()
+	// Exactly one user per email: no two users end with the same one.
+	holders := map[string][]string{}
+	for _, c := range clients {
+		for _, u := range c.own {
+			if u.final != "" {
+				holders[u.final] = append(holders[u.final], u.id)
+			}
+		}
+	}
+	for email, ids := range holders {
+		if len(ids) > 1 {
+			note(len(ids)-1, 0, 0, 0, fmt.Sprintf("email %s: held by %d users at the end (%v)", email, len(ids), ids))
+		}
+	}
 	res.Elapsed = time.Since(start)
 	return res
 }
@@ -100,17 +114,38 @@ func verifyUser1(ctx context.Context, run *runState, token string, u *ownedUser)
 		lost++
 		msg = fmt.Sprintf("user %s: name %q at the end, want %q (the last acknowledged write)", u.id, got.Name, u.names[0])
 	}
-	if u.email != "" {
-		// Each email maps to exactly one live user: the one acknowledged.
-		status, body, err := get(ctx, run, token, "/users?email="+url.QueryEscape(u.email))
+	if !slices.Contains(u.emails, got.Email) {
+		lost++
+		if msg == "" {
+			msg = fmt.Sprintf("user %s: email %q at the end, want %q (the last acknowledged write)", u.id, got.Email, u.emails[0])
+		}
+	}
+	if got.Email != "" {
+		// Each email maps to exactly one live user: this one (verify checks
+		// that no other user has it).
+		status, body, err := get(ctx, run, token, "/users?email="+url.QueryEscape(got.Email))
 		var byEmail userDoc
 		switch {
 		case err != nil || (status != http.StatusOK && status != http.StatusNotFound):
-			return lost, 1, 0, 0, fmt.Sprintf("user %s: cannot look up its email %s: %s", u.id, u.email, problem(status, body, err))
+			return lost, 1, 0, 0, fmt.Sprintf("user %s: cannot look up its email %s: %s", u.id, got.Email, problem(status, body, err))
 		case status == http.StatusNotFound || json.Unmarshal(body, &byEmail) != nil || byEmail.ID != u.id:
 			lost++
 			if msg == "" {
-				msg = fmt.Sprintf("email %s: answered %d %.100q, want user %s", u.email, status, body, u.id)
+				msg = fmt.Sprintf("email %s: answered %d %.100q, want user %s", got.Email, status, body, u.id)
+			}
+		}
+		u.final = got.Email
+	}
+	for _, e := range u.released {
+		if e == got.Email {
+			continue
+		}
+		status, body, err := get(ctx, run, token, "/users?email="+url.QueryEscape(e))
+		var byEmail userDoc
+		if err == nil && status == http.StatusOK && json.Unmarshal(body, &byEmail) == nil && byEmail.ID == u.id {
+			lost++
+			if msg == "" {
+				msg = fmt.Sprintf("email %s: still finds user %s, which gave it up", e, u.id)
 			}
 		}
 	}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/lookup"
@@ -94,6 +98,93 @@ func (s *Server) userByEmail(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.userHeaders(w, t, info.ServedBy())
+	setToken(w, r)
+	writeBody(w, http.StatusOK, u.body)
+	return nil
+}
+
+// emailBody is PUT /users/{id}/email.
+type emailBody struct {
+	Email *string `json:"email"`
+}
+
+// PUT /users/{id}/email {"email"} -> 200 user; 409 if the email is taken.
+func (s *Server) changeEmail(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("id", r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var in emailBody
+	if err := readJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Email == nil {
+		return badRequest("email: required (DELETE /users/{id}/email removes it)")
+	}
+	email, err := parseEmail(*in.Email)
+	if err != nil {
+		return err
+	}
+	return s.setEmail(w, r, id, email)
+}
+
+// DELETE /users/{id}/email -> 200 user, without an email.
+func (s *Server) deleteEmail(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("id", r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return s.setEmail(w, r, id, "")
+}
+
+// errEmailMoved refuses a change made from an email the user no longer has.
+var errEmailMoved = &httpError{http.StatusConflict, "the user's email changed meanwhile; send the request again"}
+
+// setEmail gives user id the email ("" for none) in the order of the
+// lookup package: the new email's lookup row first, the user second, the
+// old email's lookup row last. The change is made from the email the
+// primary shows now, and fails with 409 if another change came between.
+func (s *Server) setEmail(w http.ResponseWriter, r *http.Request, id int64, email string) error {
+	ctx := r.Context()
+	t := s.r.User(id)
+	notFound := &httpError{http.StatusNotFound, "user " + strconv.FormatInt(id, 10) + " not found"}
+	var old string
+	err := t.QueryRow(router.WithPrimary(ctx), "SELECT coalesce(email, '') FROM users WHERE id = $1", id).Scan(&old)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	var u *user
+	err = s.emails.Change(ctx, old, email, id, func(tx pgx.Tx) error {
+		var name string
+		var created time.Time
+		err := tx.QueryRow(ctx, "UPDATE users SET email = NULLIF($3, '') WHERE id = $1 AND coalesce(email, '') = $2 RETURNING name, created_at",
+			id, old, email).Scan(&name, &created)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var exists bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", id).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return notFound
+			}
+			return errEmailMoved
+		}
+		if err != nil {
+			return err
+		}
+		u = newUser(id, name, email, created.UTC(), t.Shard())
+		return router.Invalidate(ctx, tx, userKey(id))
+	})
+	if errors.Is(err, lookup.ErrDuplicate) {
+		return emailTaken(email)
+	}
+	if err != nil {
+		return err
+	}
+	s.userHeaders(w, t, "primary")
 	setToken(w, r)
 	writeBody(w, http.StatusOK, u.body)
 	return nil

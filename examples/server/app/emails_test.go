@@ -127,3 +127,68 @@ func FuzzParseEmail(f *testing.F) {
 		}
 	})
 }
+
+// A user changes its email and deletes it: the old email is free at once,
+// the new one finds the user, a taken one is refused, and every instance's
+// cache shows the change.
+func TestChangeAndDeleteEmail(t *testing.T) {
+	a, b := start(t, nil, Options{}), start(t, nil, Options{})
+	stamp := time.Now().UnixNano()
+	first, second, taken := fmt.Sprintf("first-%d@example.com", stamp), fmt.Sprintf("second-%d@example.com", stamp), fmt.Sprintf("taken-%d@example.com", stamp)
+	r := a.do("POST", "/users", map[string]string{"name": "Ada", "email": first})
+	want(t, "create", r, http.StatusCreated)
+	var u emailUser
+	r.json(t, &u)
+	want(t, "another user", a.do("POST", "/users", map[string]string{"name": "Bob", "email": taken}), http.StatusCreated)
+	path := "/users/" + u.ID + "/email"
+	byEmail := func(in *instance, email, token string) (int, emailUser) {
+		r := in.do("GET", "/users?email="+url.QueryEscape(email), nil, "X-Consistency-Token", token)
+		var got emailUser
+		if r.status == http.StatusOK {
+			r.json(t, &got)
+		}
+		return r.status, got
+	}
+	want(t, "B caches the user", b.do("GET", "/users/"+u.ID, nil), http.StatusOK)
+
+	r = a.do("PUT", path, map[string]string{"email": strings.ToUpper(second[:1]) + second[1:]})
+	want(t, "change", r, http.StatusOK)
+	var changed emailUser
+	r.json(t, &changed)
+	assert.Equal(t, emailUser{ID: u.ID, Name: "Ada", Email: second}, changed)
+	token := r.header.Get("X-Consistency-Token")
+	status, got := byEmail(b, second, token)
+	assert.Equal(t, http.StatusOK, status, "the new email finds the user, on the other instance too")
+	assert.Equal(t, u.ID, got.ID)
+	status, _ = byEmail(b, first, token)
+	assert.Equal(t, http.StatusNotFound, status, "the old email is free")
+	want(t, "someone else takes the old email", a.do("POST", "/users", map[string]string{"name": "Cy", "email": first}), http.StatusCreated)
+
+	r = a.do("PUT", path, map[string]string{"email": taken})
+	want(t, "a taken email", r, http.StatusConflict)
+	assert.Contains(t, r.errorText(t), taken)
+	status, got = byEmail(a, second, token)
+	assert.Equal(t, http.StatusOK, status, "a refused change changes nothing")
+	assert.Equal(t, u.ID, got.ID)
+	want(t, "the same email again", a.do("PUT", path, map[string]string{"email": second}), http.StatusOK)
+
+	r = a.do("DELETE", path, nil)
+	want(t, "delete", r, http.StatusOK)
+	var deleted emailUser
+	r.json(t, &deleted)
+	assert.Empty(t, deleted.Email)
+	token = r.header.Get("X-Consistency-Token")
+	status, _ = byEmail(b, second, token)
+	assert.Equal(t, http.StatusNotFound, status, "a deleted email finds no one")
+	r = b.do("GET", "/users/"+u.ID, nil, "X-Consistency-Token", token)
+	want(t, "the user on B", r, http.StatusOK)
+	var onB emailUser
+	r.json(t, &onB)
+	assert.Empty(t, onB.Email, "B's cache dropped the user")
+	want(t, "delete again", a.do("DELETE", path, nil), http.StatusOK)
+
+	want(t, "no such user", a.do("PUT", "/users/1/email", map[string]string{"email": "x@example.com"}), http.StatusNotFound)
+	want(t, "no such user", a.do("DELETE", "/users/1/email", nil), http.StatusNotFound)
+	want(t, "no email field", a.do("PUT", path, map[string]string{"name": "x"}), http.StatusBadRequest)
+	want(t, "a bad email", a.do("PUT", path, map[string]string{"email": "nope"}), http.StatusBadRequest)
+}

@@ -167,6 +167,8 @@ func (s *Server) routes() {
 	m.Handle("GET /users", s.api(false, s.userByEmail))
 	m.Handle("GET /users/{id}", s.api(false, s.getUser))
 	m.Handle("PUT /users/{id}", s.api(true, s.updateUser))
+	m.Handle("PUT /users/{id}/email", s.api(true, s.changeEmail))
+	m.Handle("DELETE /users/{id}/email", s.api(true, s.deleteEmail))
 	m.Handle("POST /users/{id}/posts", s.api(true, s.createPost))
 	m.Handle("GET /users/{id}/posts", s.api(false, s.userPosts))
 	m.Handle("GET /posts/recent", s.api(false, s.recentPosts))
