@@ -159,7 +159,7 @@ func (t *Topology) MaxLag() time.Duration {
 func banner(w io.Writer, addr string, srv *Server, t *Topology, c *pgcluster.Cluster, f Config, control string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, "\npgshard example server on %s\n", base)
-	fmt.Fprintf(w, "  API        %s/users  (POST {\"name\"}; GET/PUT /users/{id}; /users/{id}/posts; /posts/recent)\n", base)
+	fmt.Fprintf(w, "  API        %s/users  (POST {\"name\", \"email\"}; GET/PUT /users/{id}; PUT/DELETE /users/{id}/email; GET /users?email=; /users/{id}/posts; /posts/recent)\n", base)
 	fmt.Fprintf(w, "  dashboard  %s/debug/shards\n", base)
 	fmt.Fprintf(w, "  metrics    %s/metrics   health %s/healthz   ready %s/readyz\n", base, base, base)
 	if c != nil {
