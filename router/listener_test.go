@@ -3,14 +3,19 @@ package router_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/cache"
+	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -54,4 +59,39 @@ func TestListenerHandlesABurstInFewRoundTrips(t *testing.T) {
 	}
 	got := router.FloorReads(reader, target.Shard()) - reads
 	assert.LessOrEqual(t, got, uint64(3), "reads of the position for %d notifications delivered at once", n)
+}
+
+// queryLog is a pgx tracer that keeps the SQL of every query it sees.
+type queryLog struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (q *queryLog) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sql = append(q.sql, data.SQL)
+	return ctx
+}
+
+func (q *queryLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (q *queryLog) saw(prefix string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.ContainsFunc(q.sql, func(s string) bool { return strings.HasPrefix(s, prefix) })
+}
+
+// The cache listener connects as the pools do: what ConfigurePool sets
+// for connecting (here a tracer) applies to it too.
+func TestListenerConnectsWithThePoolsSettings(t *testing.T) {
+	log := &queryLog{}
+	cfg := config(t, cluster)
+	cfg.Replica.ConfigurePool = func(_ replica.PoolInfo, pc *pgxpool.Config) { pc.ConnConfig.Tracer = log }
+	r := open(t, cfg)
+	require.True(t, listening(r), "Open waits for the listeners")
+	assert.True(t, log.saw("LISTEN "), "the listener's LISTEN went through ConfigurePool's tracer")
+	for _, s := range r.Stats().Shards {
+		assert.NotZero(t, s.ListenerPID, "shard %s: the listener's backend", s.Name)
+	}
 }
