@@ -32,15 +32,11 @@ type chaosObs struct {
 // transport, as opposed to a valid answer (2xx, 404 and other 4xx).
 func (o *chaosObs) failed() bool { return o.status == 0 || o.status >= 500 }
 
-// isError counts as loadgen does: transport errors and every 4xx or 5xx.
-// A 409 to a create with an email already taken is the answer loadgen
-// expects (it draws emails from a pool half the population's size).
-func (o *chaosObs) isError() bool {
-	if o.route == "POST /users (email)" && o.status == http.StatusConflict {
-		return false
-	}
-	return o.status == 0 || o.status >= 400
-}
+// isError counts as loadgen does: transport errors and every 4xx or 5xx,
+// but the 409 to a create or an email change with an email already taken,
+// which loadgen expects (it draws emails from a pool half the population's
+// size).
+func (o *chaosObs) isError() bool { return loadgen.IsError(o.route, o.status) }
 
 func (o *chaosObs) ok() bool { return o.status >= 200 && o.status < 300 }
 
@@ -108,6 +104,11 @@ var shardInError = regexp.MustCompile(`shard (shard[0-9]+)`)
 // in the Location of a created user, else by the shard its error names.
 func (tl *chaosTimeline) shardOf(o loadgen.Observation) string {
 	if strings.HasPrefix(o.Path, "/posts/recent") {
+		return "*"
+	}
+	if strings.HasSuffix(o.Path, "/email") {
+		// The user's shard, and those of its old and new emails' lookup
+		// rows: any of them.
 		return "*"
 	}
 	if id, ok := idIn(o.Path); ok {
