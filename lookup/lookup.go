@@ -169,7 +169,7 @@ func (l *Lookup) claim(ctx context.Context, key string, owner int64, token strin
 		}
 		var held int64
 		var heldToken string
-		err = t.QueryRow(router.WithPrimary(ctx), "SELECT owner, token FROM "+l.table+" WHERE key = $1", key).Scan(&held, &heldToken)
+		err = onPrimary(ctx, t, "SELECT owner, token FROM "+l.table+" WHERE key = $1", []any{key}, &held, &heldToken)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // deleted meanwhile: insert again
 		}
@@ -207,13 +207,24 @@ func (l *Lookup) settle(ctx context.Context, key string, owner int64, token stri
 		return false, nil // voided: the owner row was never written and never will be
 	}
 	var void bool
-	if err := o.QueryRow(router.WithPrimary(ctx), "SELECT void FROM "+l.claims+" WHERE token = $1", token).Scan(&void); err != nil {
+	if err := onPrimary(ctx, o, "SELECT void FROM "+l.claims+" WHERE token = $1", []any{token}, &void); err != nil {
 		return false, err
 	}
 	if void {
 		return false, nil
 	}
-	return l.holds(router.WithPrimary(ctx), key, owner)
+	var ok bool
+	if err := onPrimary(ctx, o, l.cfg.OwnerSQL, []any{owner, key}, &ok); err != nil {
+		return false, fmt.Errorf("lookup: checking owner %d of %q: %w", owner, key, err)
+	}
+	return ok, nil
+}
+
+// onPrimary reads one row on t's primary in a transaction, as a write
+// goes: it waits out a fenced shard and follows a switchover, where a read
+// sent to the primary fails while the old primary shuts down.
+func onPrimary(ctx context.Context, t router.Target, sql string, args []any, dest ...any) error {
+	return t.Tx(ctx, func(tx pgx.Tx) error { return tx.QueryRow(ctx, sql, args...).Scan(dest...) })
 }
 
 // holds runs OwnerSQL on the owner's shard.
@@ -264,7 +275,7 @@ func (l *Lookup) Change(ctx context.Context, old, new string, owner int64, updat
 	}
 	var oldToken string
 	if old != "" {
-		err := l.keyTarget(old).QueryRow(router.WithPrimary(ctx), "SELECT token FROM "+l.table+" WHERE key = $1 AND owner = $2", old, owner).Scan(&oldToken)
+		err := onPrimary(ctx, l.keyTarget(old), "SELECT token FROM "+l.table+" WHERE key = $1 AND owner = $2", []any{old, owner}, &oldToken)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}

@@ -149,7 +149,11 @@ func (s *Server) setEmail(w http.ResponseWriter, r *http.Request, id int64, emai
 	t := s.r.User(id)
 	notFound := &httpError{http.StatusNotFound, "user " + strconv.FormatInt(id, 10) + " not found"}
 	var old string
-	err := t.QueryRow(router.WithPrimary(ctx), "SELECT coalesce(email, '') FROM users WHERE id = $1", id).Scan(&old)
+	// Read in a transaction, as a write goes: it waits out a fenced shard
+	// and follows a switchover, where a read of the primary would fail.
+	err := t.Tx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT coalesce(email, '') FROM users WHERE id = $1", id).Scan(&old)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound
 	}
