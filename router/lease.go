@@ -27,7 +27,7 @@ import (
 
 const (
 	// relaxWait bounds how long a relax waits for the transactions it
-	// must outlive, and for each table's lock.
+	// must outlive (each table's lock it waits for 200 ms at most).
 	relaxWait = 2 * time.Second
 	// relaxRetry is how long a router waits before trying again to relax
 	// a fence it failed to relax (its role may not own the tables).
