@@ -2,9 +2,11 @@ package cache_test
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/cache"
 )
@@ -43,18 +45,15 @@ func TestOperations(t *testing.T) {
 				op(c)
 			}
 			for k, want := range tt.want {
-				if got, ok := c.Get(k); !ok || got != want {
-					t.Errorf("Get(%q) = %d, %t; want %d, true", k, got, ok, want)
-				}
+				got, ok := c.Get(k)
+				assert.True(t, ok, "Get(%q) missed", k)
+				assert.Equal(t, want, got, "Get(%q)", k)
 			}
 			for _, k := range tt.absent {
-				if got, ok := c.Get(k); ok {
-					t.Errorf("Get(%q) = %d, true; want a miss", k, got)
-				}
+				got, ok := c.Get(k)
+				assert.False(t, ok, "Get(%q) = %d, true; want a miss", k, got)
 			}
-			if got := c.Len(); got != tt.wantLen {
-				t.Errorf("Len() = %d; want %d", got, tt.wantLen)
-			}
+			assert.Equal(t, tt.wantLen, c.Len(), "Len()")
 		})
 	}
 }
@@ -83,12 +82,8 @@ func TestCapacity(t *testing.T) {
 			for i := range inserted {
 				c.Set(i, i)
 			}
-			if got := c.Len(); got != tt.want {
-				t.Errorf("Len() after overfilling = %d; want %d", got, tt.want)
-			}
-			if got, want := c.Stats().Evictions, uint64(inserted-tt.want); got != want {
-				t.Errorf("Stats().Evictions = %d; want %d", got, want)
-			}
+			assert.Equal(t, tt.want, c.Len(), "Len() after overfilling")
+			assert.Equal(t, uint64(inserted-tt.want), c.Stats().Evictions, "Stats().Evictions")
 		})
 	}
 }
@@ -151,9 +146,7 @@ func TestEvictionOrder(t *testing.T) {
 			for _, op := range tt.ops {
 				op(c)
 			}
-			if got := log.get(); !slices.Equal(got, tt.wantEvicted) {
-				t.Errorf("evicted %q; want %q", got, tt.wantEvicted)
-			}
+			assert.Equal(t, tt.wantEvicted, log.get(), "evicted keys, in order")
 		})
 	}
 }
@@ -197,17 +190,15 @@ func TestTTL(t *testing.T) {
 			c.Set("a", 1)
 			clock.Advance(tt.advance)
 			got, ok := c.Get("a")
-			if ok != tt.wantHit || ok && got != 1 {
-				t.Fatalf("Get after %v = %d, %t; want hit %t", tt.advance, got, ok, tt.wantHit)
-			}
-			if !tt.wantHit {
+			require.Equal(t, tt.wantHit, ok, "Get after %v hit", tt.advance)
+			if tt.wantHit {
+				require.Equal(t, 1, got, "Get after %v", tt.advance)
+			} else {
 				// The entry went either on this Get or in a janitor sweep: once, either way.
-				if got := log.get(); !slices.Equal(got, []string{"a"}) {
-					t.Errorf("OnEvict saw %q; want [a]", got)
-				}
-				if st := c.Stats(); st.Expirations != 1 || st.Entries != 0 {
-					t.Errorf("Stats() = %+v; want 1 expiration, 0 entries", st)
-				}
+				assert.Equal(t, []string{"a"}, log.get(), "OnEvict saw")
+				st := c.Stats()
+				assert.Equal(t, uint64(1), st.Expirations, "Stats().Expirations in %+v", st)
+				assert.Equal(t, 0, st.Entries, "Stats().Entries in %+v", st)
 			}
 		})
 	}
@@ -221,9 +212,9 @@ func TestSetRenewsTTL(t *testing.T) {
 	clock.Advance(50 * time.Second)
 	c.Set("a", 2)
 	clock.Advance(50 * time.Second)
-	if got, ok := c.Get("a"); !ok || got != 2 {
-		t.Fatalf("Get = %d, %t; want 2, true", got, ok)
-	}
+	got, ok := c.Get("a")
+	require.True(t, ok, "Get missed")
+	require.Equal(t, 2, got, "Get")
 }
 
 func TestJanitorSweeps(t *testing.T) {
@@ -235,20 +226,15 @@ func TestJanitorSweeps(t *testing.T) {
 	c.Set("b", 2)
 	clock.Advance(2 * time.Second) // past the TTL and the janitor's sweep period, which is at least 1 s
 	eventually(t, "the janitor to sweep", func() bool { return c.Len() == 0 })
-	got := log.get()
-	slices.Sort(got)
-	if !slices.Equal(got, []string{"a", "b"}) {
-		t.Errorf("OnEvict saw %q; want [a b]", got)
-	}
+	assert.ElementsMatch(t, []string{"a", "b"}, log.get(), "OnEvict saw")
 }
 
 func TestCoarseClockExpires(t *testing.T) {
 	c := cache.New[string, int](cache.Options{TTL: 5 * time.Millisecond})
 	defer c.Close()
 	c.Set("a", 1)
-	if _, ok := c.Get("a"); !ok {
-		t.Fatal("Get right after Set missed")
-	}
+	_, ok := c.Get("a")
+	require.True(t, ok, "Get right after Set missed")
 	eventually(t, "the entry to expire", func() bool { _, ok := c.Get("a"); return !ok })
 }
 
@@ -267,15 +253,9 @@ func TestStats(t *testing.T) {
 	clock.Advance(time.Hour)
 	c.Get("d") // expired: miss
 	want := cache.Stats{Hits: 1, Misses: 2, Evictions: 1, Expirations: 1, Invalidations: 2, Entries: 0}
-	if got := c.Stats(); got != want {
-		t.Errorf("Stats() = %+v;\nwant       %+v", got, want)
-	}
-	if got, want := want.HitRatio(), 1.0/3; got != want {
-		t.Errorf("HitRatio() = %v; want %v", got, want)
-	}
-	if got := (cache.Stats{}).HitRatio(); got != 0 {
-		t.Errorf("zero Stats HitRatio() = %v; want 0", got)
-	}
+	assert.Equal(t, want, c.Stats(), "Stats()")
+	assert.Equal(t, 1.0/3, want.HitRatio(), "HitRatio()")
+	assert.Equal(t, 0.0, (cache.Stats{}).HitRatio(), "zero Stats HitRatio()")
 }
 
 func TestOnEvictMayCallTheCache(t *testing.T) {
@@ -294,11 +274,8 @@ func TestClose(t *testing.T) {
 	c.Set("a", 1)
 	c.Close()
 	c.Close() // idempotent
-	if _, ok := c.Get("a"); ok {
-		t.Error("Get after Close hit")
-	}
+	_, ok := c.Get("a")
+	assert.False(t, ok, "Get after Close hit")
 	c.Set("b", 2)
-	if got := c.Len(); got != 0 {
-		t.Errorf("Len after Close and Set = %d; want 0", got)
-	}
+	assert.Equal(t, 0, c.Len(), "Len after Close and Set")
 }

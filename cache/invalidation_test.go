@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/cache"
 )
 
@@ -74,18 +77,15 @@ func TestStaleLoadNeverWins(t *testing.T) {
 			if tt.relookup {
 				var calls atomic.Int64
 				v, _, err := c.Lookup(context.Background(), "k", value(2, &calls))
-				if v != tt.wantV || err != nil {
-					t.Errorf("Lookup after invalidation = %d, %v; want %d, nil (it must not join the stale load)", v, err, tt.wantV)
-				}
+				assert.NoError(t, err, "Lookup after invalidation")
+				assert.Equal(t, tt.wantV, v, "Lookup after invalidation (it must not join the stale load)")
 			}
 			close(stale.release)
 
-			if r := <-res; r.v != 1 || r.hit || r.err != nil {
-				t.Errorf("the stale load's waiter got %+v; want {v:1 hit:false err:<nil>}", r)
-			}
-			if v, ok := c.Get("k"); v != tt.wantV || ok != tt.wantOK {
-				t.Errorf("Get after the stale load = %d, %t; want %d, %t", v, ok, tt.wantV, tt.wantOK)
-			}
+			assert.Equal(t, lookupResult{v: 1}, <-res, "the stale load's waiter")
+			v, ok := c.Get("k")
+			assert.Equal(t, tt.wantV, v, "Get after the stale load")
+			assert.Equal(t, tt.wantOK, ok, "Get after the stale load hit")
 		})
 	}
 }
@@ -100,9 +100,9 @@ func TestInvalidatingAnotherKeyKeepsTheLoad(t *testing.T) {
 	c.Set("other", 5)
 	close(l.release)
 	<-res
-	if v, ok := c.Get("k"); v != 1 || !ok {
-		t.Errorf("Get = %d, %t; want 1, true", v, ok)
-	}
+	v, ok := c.Get("k")
+	assert.True(t, ok, "Get missed")
+	assert.Equal(t, 1, v, "Get")
 }
 
 func TestPurgeDuringLoads(t *testing.T) {
@@ -124,17 +124,15 @@ func TestPurgeDuringLoads(t *testing.T) {
 	c.Purge()
 	close(release)
 	for i, res := range results {
-		if r := <-res; r.v != i || r.err != nil {
-			t.Errorf("waiter of key %d got %+v; want its value", i, r)
-		}
+		r := <-res
+		assert.NoError(t, r.err, "waiter of key %d", i)
+		assert.Equal(t, i, r.v, "waiter of key %d", i)
 	}
-	if got := c.Len(); got != 0 {
-		t.Errorf("Len() after loads that began before Purge = %d; want 0", got)
-	}
+	assert.Equal(t, 0, c.Len(), "Len() after loads that began before Purge")
 	var calls atomic.Int64
-	if v, hit, _ := c.Lookup(context.Background(), "0", value(7, &calls)); v != 7 || hit {
-		t.Errorf("Lookup after Purge = %d, %t; want a fresh load of 7", v, hit)
-	}
+	v, hit, _ := c.Lookup(context.Background(), "0", value(7, &calls))
+	assert.Equal(t, 7, v, "Lookup after Purge")
+	assert.False(t, hit, "Lookup after Purge hit; want a fresh load")
 }
 
 func TestStaleWhileRevalidate(t *testing.T) {
@@ -162,16 +160,18 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			c.GetOrLoad(ctx, "k", value(1, &calls))
 
 			clock.Advance(9 * time.Second)
-			if v, hit, _ := c.Lookup(ctx, "k", value(1, &calls)); v != 1 || !hit || calls.Load() != 1 {
-				t.Fatalf("Lookup before RefreshAfter = %d, %t after %d loads; want 1, true after 1", v, hit, calls.Load())
-			}
+			v, hit, _ := c.Lookup(ctx, "k", value(1, &calls))
+			require.Equal(t, 1, v, "Lookup before RefreshAfter")
+			require.True(t, hit, "Lookup before RefreshAfter missed")
+			require.Equal(t, int64(1), calls.Load(), "loads before RefreshAfter")
 
 			clock.Advance(2 * time.Second)
 			refresh := newBlockedLoad(tt.refreshV, tt.refreshErr)
 			for range 3 { // the first starts the refresh; none waits for it or starts another
-				if v, hit, err := c.Lookup(ctx, "k", refresh.load); v != 1 || !hit || err != nil {
-					t.Fatalf("Lookup past RefreshAfter = %d, %t, %v; want the stale 1, true, nil", v, hit, err)
-				}
+				v, hit, err := c.Lookup(ctx, "k", refresh.load)
+				require.NoError(t, err, "Lookup past RefreshAfter")
+				require.Equal(t, 1, v, "Lookup past RefreshAfter: want the stale value")
+				require.True(t, hit, "Lookup past RefreshAfter missed")
 			}
 			<-refresh.started
 			if tt.invalidate {
@@ -179,9 +179,9 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			}
 			close(refresh.release)
 			eventually(t, "the refresh to finish", func() bool { return c.Stats().Loads == 2 })
-			if v, ok := c.Get("k"); v != tt.wantV || ok != tt.wantOK {
-				t.Errorf("Get after the refresh = %d, %t; want %d, %t", v, ok, tt.wantV, tt.wantOK)
-			}
+			v, ok := c.Get("k")
+			assert.Equal(t, tt.wantV, v, "Get after the refresh")
+			assert.Equal(t, tt.wantOK, ok, "Get after the refresh hit")
 		})
 	}
 }

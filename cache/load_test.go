@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/cache"
 )
 
@@ -27,16 +30,15 @@ func TestLookup(t *testing.T) {
 	ctx := context.Background()
 	for i, want := range []bool{false, true, true} {
 		v, hit, err := c.Lookup(ctx, "a", value(7, &calls))
-		if v != 7 || hit != want || err != nil {
-			t.Errorf("Lookup #%d = %d, %t, %v; want 7, %t, nil", i, v, hit, err, want)
-		}
+		assert.NoError(t, err, "Lookup #%d", i)
+		assert.Equal(t, 7, v, "Lookup #%d", i)
+		assert.Equal(t, want, hit, "Lookup #%d hit", i)
 	}
-	if got := calls.Load(); got != 1 {
-		t.Errorf("loader ran %d times; want 1", got)
-	}
-	if st := c.Stats(); st.Hits != 2 || st.Misses != 1 || st.Loads != 1 {
-		t.Errorf("Stats() = %+v; want 2 hits, 1 miss, 1 load", st)
-	}
+	assert.Equal(t, int64(1), calls.Load(), "loader runs")
+	st := c.Stats()
+	assert.Equal(t, uint64(2), st.Hits, "Stats().Hits in %+v", st)
+	assert.Equal(t, uint64(1), st.Misses, "Stats().Misses in %+v", st)
+	assert.Equal(t, uint64(1), st.Loads, "Stats().Loads in %+v", st)
 }
 
 func TestSingleFlight(t *testing.T) {
@@ -68,11 +70,9 @@ func TestSingleFlight(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		require.NoError(t, err)
 	}
-	if got := calls.Load(); got != 1 {
-		t.Errorf("%d callers ran %d loads; want 1", callers, got)
-	}
+	assert.Equal(t, int64(1), calls.Load(), "loads run by %d callers", callers)
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -101,23 +101,19 @@ func TestLoadErrors(t *testing.T) {
 			var calls atomic.Int64
 			load := func(context.Context) (int, error) { calls.Add(1); return 9, tt.loadErr }
 			ctx := context.Background()
-			if v, hit, err := c.Lookup(ctx, "k", load); v != 0 || hit || err != tt.loadErr {
-				t.Fatalf("first Lookup = %d, %t, %v; want 0, false, %v", v, hit, err, tt.loadErr)
-			}
-			clock.Advance(tt.advance)
 			v, hit, err := c.Lookup(ctx, "k", load)
-			if v != 0 || hit != tt.wantHit || err != tt.loadErr {
-				t.Errorf("second Lookup = %d, %t, %v; want 0, %t, %v", v, hit, err, tt.wantHit, tt.loadErr)
-			}
-			if got := calls.Load(); got != tt.wantLoads {
-				t.Errorf("loader ran %d times; want %d", got, tt.wantLoads)
-			}
-			if _, ok := c.Get("k"); ok {
-				t.Error("Get hit a key whose load failed")
-			}
-			if got := c.Stats().LoadErrors; got != tt.wantErrs {
-				t.Errorf("Stats().LoadErrors = %d; want %d", got, tt.wantErrs)
-			}
+			require.Equal(t, tt.loadErr, err, "first Lookup's error")
+			require.Equal(t, 0, v, "first Lookup")
+			require.False(t, hit, "first Lookup hit")
+			clock.Advance(tt.advance)
+			v, hit, err = c.Lookup(ctx, "k", load)
+			assert.Equal(t, tt.loadErr, err, "second Lookup's error")
+			assert.Equal(t, 0, v, "second Lookup")
+			assert.Equal(t, tt.wantHit, hit, "second Lookup hit")
+			assert.Equal(t, tt.wantLoads, calls.Load(), "loader runs")
+			_, ok := c.Get("k")
+			assert.False(t, ok, "Get hit a key whose load failed")
+			assert.Equal(t, tt.wantErrs, c.Stats().LoadErrors, "Stats().LoadErrors")
 		})
 	}
 }
@@ -142,19 +138,13 @@ func TestCallerLeavesLoadGoesOn(t *testing.T) {
 	eventually(t, "the second caller to join", func() bool { return c.Stats().Misses == 2 })
 
 	cancel()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled caller got %v; want context.Canceled", err)
-	}
+	assert.ErrorIs(t, <-first, context.Canceled, "cancelled caller")
 	close(release)
-	if err := <-loadErr; err != nil {
-		t.Errorf("load's context ended with the caller's: %v", err)
-	}
-	if v := <-second; v != 1 {
-		t.Errorf("waiting caller got %d; want 1", v)
-	}
-	if v, ok := c.Get("k"); !ok || v != 1 {
-		t.Errorf("Get = %d, %t; want the loaded 1, true", v, ok)
-	}
+	assert.NoError(t, <-loadErr, "load's context ended with the caller's")
+	assert.Equal(t, 1, <-second, "waiting caller")
+	v, ok := c.Get("k")
+	assert.True(t, ok, "Get missed the loaded key")
+	assert.Equal(t, 1, v, "Get")
 }
 
 func TestCancelledCallerStartsNoLoad(t *testing.T) {
@@ -163,33 +153,25 @@ func TestCancelledCallerStartsNoLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var calls atomic.Int64
-	if _, err := c.GetOrLoad(ctx, "k", value(1, &calls)); !errors.Is(err, context.Canceled) {
-		t.Errorf("GetOrLoad = %v; want context.Canceled", err)
-	}
-	if calls.Load() != 0 {
-		t.Error("a caller whose context had ended started a load")
-	}
+	_, err := c.GetOrLoad(ctx, "k", value(1, &calls))
+	assert.ErrorIs(t, err, context.Canceled, "GetOrLoad")
+	assert.Zero(t, calls.Load(), "a caller whose context had ended started a load")
 }
 
 func TestLoadTimeout(t *testing.T) {
 	c := cache.New[string, int](cache.Options{LoadTimeout: 5 * time.Millisecond})
 	defer c.Close()
 	load := func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() }
-	if _, err := c.GetOrLoad(context.Background(), "k", load); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("GetOrLoad = %v; want context.DeadlineExceeded", err)
-	}
-	if c.Len() != 0 {
-		t.Error("a timed-out load was cached")
-	}
+	_, err := c.GetOrLoad(context.Background(), "k", load)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "GetOrLoad")
+	assert.Zero(t, c.Len(), "a timed-out load was cached")
 }
 
 func TestLoaderPanic(t *testing.T) {
 	c := cache.New[string, int](cache.Options{})
 	defer c.Close()
 	_, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (int, error) { panic("boom") })
-	if err == nil || err.Error() != "cache: load panicked: boom" {
-		t.Errorf("GetOrLoad = %v; want cache: load panicked: boom", err)
-	}
+	assert.EqualError(t, err, "cache: load panicked: boom", "GetOrLoad")
 }
 
 func TestCloseCancelsLoads(t *testing.T) {
@@ -200,14 +182,9 @@ func TestCloseCancelsLoads(t *testing.T) {
 	go func() { _, err := c.GetOrLoad(context.Background(), "k", load); got <- err }()
 	<-started
 	c.Close() // returns only once the load has
-	if err := <-got; !errors.Is(err, context.Canceled) {
-		t.Errorf("waiting caller got %v; want context.Canceled", err)
-	}
+	assert.ErrorIs(t, <-got, context.Canceled, "waiting caller")
 	var calls atomic.Int64
-	if _, err := c.GetOrLoad(context.Background(), "k", value(1, &calls)); !errors.Is(err, cache.ErrClosed) {
-		t.Errorf("GetOrLoad after Close = %v; want ErrClosed", err)
-	}
-	if calls.Load() != 0 {
-		t.Error("a closed cache started a load")
-	}
+	_, err := c.GetOrLoad(context.Background(), "k", value(1, &calls))
+	assert.ErrorIs(t, err, cache.ErrClosed, "GetOrLoad after Close")
+	assert.Zero(t, calls.Load(), "a closed cache started a load")
 }
