@@ -3,7 +3,6 @@ package replica_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,9 +18,7 @@ import (
 func TestPrimaryLossAndPromotion(t *testing.T) {
 	ctx := context.Background()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 1, Replicas: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "start a cluster")
 	defer c.Close()
 	opts := fast
 	opts.ConnectTimeout = time.Second
@@ -31,23 +28,17 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 	sh := c.Shards()[0]
 	eventually(t, 2*time.Second, "replica caught up", func() bool { return replicaStats(s, sh.Replicas[0].Port()).LagBytes == 0 })
 
-	if err := sh.Primary.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sh.Primary.Stop(ctx), "stop the primary")
 	// Writes fail fast, within the caller's deadline.
 	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 	start := time.Now()
 	_, err = s.Exec(wctx, "INSERT INTO acked VALUES (2)")
 	cancel()
-	if !errors.Is(err, replica.ErrNoPrimary) {
-		t.Fatalf("write with the primary stopped: %v, want ErrNoPrimary", err)
-	}
-	if took := time.Since(start); took > 2*time.Second { // the 1.5 s deadline, and room for a loaded machine
-		t.Errorf("write failed after %v, past its deadline", took)
-	}
-	if want := "shard test"; !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not name the shard", err)
-	}
+	require.ErrorIs(t, err, replica.ErrNoPrimary, "write with the primary stopped")
+	took := time.Since(start)
+	assert.LessOrEqual(t, took, 2*time.Second, // the 1.5 s deadline, and room for a loaded machine
+		"write failed after %v, past its deadline", took)
+	assert.Contains(t, err.Error(), "shard test", "the error does not name the shard")
 	// Reads are served by the caught-up replica for at most MaxLag after
 	// the primary's last position: this process cannot tell a primary that
 	// is down from one it is cut off from, where writes may go on. Then
@@ -65,28 +56,21 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 	assert.False(t, n.Eligible)
 	assert.Equal(t, replica.ReasonLagging, n.Reason)
 
-	if err := sh.Replicas[0].Promote(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sh.Replicas[0].Promote(ctx), "promote the replica")
 	checks := checksUntil(t, s, sh.Replicas[0].Port(), 5*time.Second, "write on the promoted replica", func() bool {
 		_, err := s.Exec(ctx, "INSERT INTO acked VALUES (2) ON CONFLICT DO NOTHING")
 		return err == nil
 	})
-	if checks > 2 {
-		t.Errorf("writes resumed %d checks after the promotion, want within 2 (2 x CheckInterval)", checks)
-	}
+	assert.LessOrEqual(t, checks, 2, "checks after the promotion until writes resumed, want within 2 (2 x CheckInterval)")
 	var rows int
 	require.NoError(t, s.ReadRow(ctx, replica.ReadOptions{Primary: true}, "SELECT count(*) FROM acked").Scan(&rows))
 	require.Equal(t, 2, rows, "acknowledged rows after failover")
 
 	// The old primary comes back, still a primary: two primaries, no writes.
-	if err := sh.Primary.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sh.Primary.Start(ctx), "restart the old primary")
 	eventually(t, 2*time.Second, "split brain detected", func() bool { return s.Stats().SplitBrain })
-	if _, err := s.Exec(ctx, "INSERT INTO acked VALUES (3)"); !errors.Is(err, replica.ErrSplitBrain) {
-		t.Fatalf("write with two primaries: %v, want ErrSplitBrain", err)
-	}
+	_, err = s.Exec(ctx, "INSERT INTO acked VALUES (3)")
+	require.ErrorIs(t, err, replica.ErrSplitBrain, "write with two primaries")
 }
 
 // With the primary down, a read-your-writes read whose write a replica has
@@ -94,25 +78,17 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 func TestReadYourWritesWaitsForReplayWithPrimaryDown(t *testing.T) {
 	ctx := context.Background()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 1, Replicas: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "start a cluster")
 	defer c.Close()
 	opts := fast
 	opts.MaxLag = 5 * time.Second
 	s := newSet(t, c, opts)
 	sh := c.Shards()[0]
 	mustExec(t, s, "CREATE TABLE seen (id int)")
-	if err := sh.Replicas[0].PauseReplay(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sh.Replicas[0].PauseReplay(ctx), "pause replay")
 	_, lsn, err := s.ExecLSN(ctx, "INSERT INTO seen VALUES (1)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sh.Primary.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "write")
+	require.NoError(t, sh.Primary.Stop(ctx), "stop the primary")
 	eventually(t, 2*time.Second, "primary seen down", func() bool { return s.Stats().PrimaryDown })
 	go func() {
 		time.Sleep(300 * time.Millisecond)
@@ -120,10 +96,7 @@ func TestReadYourWritesWaitsForReplayWithPrimaryDown(t *testing.T) {
 	}()
 	var n int
 	row := s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT count(*) FROM seen")
-	if err := row.Scan(&n); err != nil {
-		t.Fatalf("read-your-writes read with the primary down: %v", err)
-	}
-	if n != 1 || row.Served().Role != replica.RoleReplica {
-		t.Errorf("read %d rows from the %s, want 1 from the replica", n, row.Served().Role)
-	}
+	require.NoError(t, row.Scan(&n), "read-your-writes read with the primary down")
+	assert.Equal(t, 1, n, "rows read")
+	assert.Equal(t, replica.RoleReplica, row.Served().Role, "role that served the read")
 }

@@ -1,8 +1,10 @@
 package replica_test
 
 import (
-	"errors"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/replica"
 )
@@ -24,15 +26,9 @@ func TestParseLSN(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := replica.ParseLSN(tc.in)
-			if err != nil {
-				t.Fatalf("ParseLSN(%q): %v", tc.in, err)
-			}
-			if got != tc.want {
-				t.Errorf("ParseLSN(%q) = %#x, want %#x", tc.in, uint64(got), uint64(tc.want))
-			}
-			if s := got.String(); s != tc.text {
-				t.Errorf("String() = %q, want %q", s, tc.text)
-			}
+			require.NoError(t, err, "ParseLSN(%q)", tc.in)
+			assert.Equal(t, tc.want, got, "ParseLSN(%q)", tc.in)
+			assert.Equal(t, tc.text, got.String(), "String()")
 		})
 	}
 }
@@ -40,13 +36,10 @@ func TestParseLSN(t *testing.T) {
 func TestParseLSNErrors(t *testing.T) {
 	for _, in := range []string{"", "/", "0/", "/0", "16B374D848", "1/2/3", "g/0", "0/-1", "+1/0", "123456789/0", "0/123456789", " 0/0", "0/0 "} {
 		_, err := replica.ParseLSN(in)
-		if err == nil {
-			t.Errorf("ParseLSN(%q) succeeded, want an error", in)
+		if !assert.Error(t, err, "ParseLSN(%q) succeeded, want an error", in) {
 			continue
 		}
-		if !errors.Is(err, replica.ErrInvalidLSN) {
-			t.Errorf("ParseLSN(%q) error %v does not wrap ErrInvalidLSN", in, err)
-		}
+		assert.ErrorIs(t, err, replica.ErrInvalidLSN, "ParseLSN(%q)", in)
 	}
 }
 
@@ -60,8 +53,7 @@ func FuzzParseLSN(f *testing.F) {
 			return
 		}
 		back, err := replica.ParseLSN(l.String())
-		if err != nil || back != l {
-			t.Fatalf("ParseLSN(%q) = %s, which parses back to %v, %v", s, l, back, err)
-		}
+		require.NoError(t, err, "ParseLSN(%q) = %s, which does not parse back", s, l)
+		require.Equal(t, l, back, "ParseLSN(%q) = %s, which parses back to another LSN", s, l)
 	})
 }

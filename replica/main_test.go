@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/replica"
 )
@@ -39,9 +41,7 @@ func newSet(t testing.TB, c *pgcluster.Cluster, opts replica.Options) *replica.S
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := replica.New(ctx, replica.Config{Name: "test", Primary: sh.Primary.DSN(), Replicas: reps, Options: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "replica.New")
 	t.Cleanup(s.Close)
 	return s
 }
@@ -55,7 +55,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %v", what, timeout)
+			require.Fail(t, what+": not within "+timeout.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -79,9 +79,8 @@ func ports(nodes ...*pgcluster.Node) map[int]string {
 
 func mustExec(t testing.TB, s *replica.Set, sql string, args ...any) {
 	t.Helper()
-	if _, err := s.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	_, err := s.Exec(context.Background(), sql, args...)
+	require.NoError(t, err, "%s", sql)
 }
 
 // checksUntil polls until cond holds, and counts the checks of the node on

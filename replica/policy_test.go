@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/replica"
 )
 
@@ -20,9 +23,7 @@ func pauseAll(t *testing.T, s *replica.Set) {
 	ctx := context.Background()
 	reps := cluster.Shards()[0].Replicas
 	for _, r := range reps {
-		if err := r.PauseReplay(ctx); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, r.PauseReplay(ctx), "pause replay on %s", r.Name())
 	}
 	t.Cleanup(func() {
 		for _, r := range reps {
@@ -59,43 +60,35 @@ func TestFallbackPolicies(t *testing.T) {
 		return true
 	})
 
-	if _, err := readPort(t, strict, replica.ReadOptions{}); !errors.Is(err, replica.ErrNoReplica) {
-		t.Errorf("FallbackError read with every replica lagging: %v, want ErrNoReplica", err)
-	}
-	if p, err := readPort(t, strict, replica.ReadOptions{Primary: true}); err != nil || p != cluster.Shards()[0].Primary.Port() {
-		t.Errorf("explicit primary read under FallbackError: port %d, %v", p, err)
-	}
+	_, err := readPort(t, strict, replica.ReadOptions{})
+	assert.ErrorIs(t, err, replica.ErrNoReplica, "FallbackError read with every replica lagging")
+	p, err := readPort(t, strict, replica.ReadOptions{Primary: true})
+	assert.NoError(t, err, "explicit primary read under FallbackError")
+	assert.Equal(t, cluster.Shards()[0].Primary.Port(), p, "port that served an explicit primary read under FallbackError")
 
 	served, refused := 0, 0
 	for range 50 {
 		p, err := readPort(t, capped, replica.ReadOptions{})
-		switch {
-		case errors.Is(err, replica.ErrNoReplica):
+		if errors.Is(err, replica.ErrNoReplica) {
 			refused++
-		case err != nil:
-			t.Fatal(err)
-		case p != cluster.Shards()[0].Primary.Port():
-			t.Fatalf("read served by port %d with every replica lagging", p)
-		default:
-			served++
+			continue
 		}
+		require.NoError(t, err)
+		require.Equal(t, cluster.Shards()[0].Primary.Port(), p, "port that served a read with every replica lagging")
+		served++
 	}
 	// A burst of 50 against a cap of 5/s: the bucket's burst (5) and a few
 	// refills pass, the rest are refused.
-	if served < 5 || served > 15 || refused == 0 {
-		t.Errorf("capped fallback: %d served by the primary, %d refused; want about 5 served", served, refused)
-	}
+	assert.GreaterOrEqual(t, served, 5, "capped fallback: reads served by the primary (%d refused); want about 5", refused)
+	assert.LessOrEqual(t, served, 15, "capped fallback: reads served by the primary (%d refused); want about 5", refused)
+	assert.NotZero(t, refused, "capped fallback: reads refused (%d served by the primary)", served)
 	st := capped.Stats()
-	if st.RejectedReads != uint64(refused) {
-		t.Errorf("Stats().RejectedReads = %d, want %d", st.RejectedReads, refused)
-	}
+	assert.Equal(t, uint64(refused), st.RejectedReads, "Stats().RejectedReads")
 	var fallbacks uint64
 	for _, n := range st.Nodes {
 		fallbacks += n.Fallbacks
 	}
-	if fallbacks < uint64(served) {
-		t.Errorf("fallback reads counted %d, want at least %d", fallbacks, served)
-	}
+	assert.GreaterOrEqual(t, fallbacks, uint64(served), "fallback reads counted, want at least those served")
 	_ = ctx
 }
 
@@ -125,17 +118,14 @@ func TestLogsOnceAndNoCredentials(t *testing.T) {
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	s := newSet(t, cluster, opts)
 	paused := cluster.Shards()[0].Replicas[0]
-	if err := paused.PauseReplay(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, paused.PauseReplay(context.Background()), "pause replay")
 	defer paused.ResumeReplay(context.Background())
 	mustExec(t, s, "CREATE TABLE IF NOT EXISTS small (id serial)")
 	mustExec(t, s, "INSERT INTO small DEFAULT VALUES")
 	eventually(t, 3*time.Second, "replica ejected", func() bool { return !replicaStats(s, paused.Port()).Eligible })
 	time.Sleep(10 * fast.CheckInterval) // ten more ticks while it stays out
-	if n := strings.Count(logs.String(), "replica ejected"); n != 1 {
-		t.Errorf("%q logged %d times over many ticks, want once:\n%s", "replica ejected", n, logs.String())
-	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "replica ejected"),
+		"%q logged over many ticks, want once:\n%s", "replica ejected", logs.String())
 
 	// A password in every DSN, and a node that refuses connections.
 	const secret = "pgshard" // the cluster's password, in every DSN given to the set
@@ -145,9 +135,7 @@ func TestLogsOnceAndNoCredentials(t *testing.T) {
 		Replicas: []string{"postgres://pgshard:" + secret + "-other@127.0.0.1:1/pgshard?connect_timeout=1"},
 		Options:  opts,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "a set with a node that refuses connections")
 	defer bad.Close()
 	var texts []string
 	for _, n := range bad.Stats().Nodes {
@@ -157,9 +145,8 @@ func TestLogsOnceAndNoCredentials(t *testing.T) {
 	_, err = replica.New(context.Background(), replica.Config{Name: "x", Primary: "postgres://u:" + secret + "@127.0.0.1:notaport/db"})
 	texts = append(texts, err.Error())
 	for _, text := range texts {
-		if strings.Contains(text, secret+"-other") || strings.Contains(text, ":"+secret+"@") {
-			t.Errorf("a password appears in %q", text)
-		}
+		assert.NotContains(t, text, secret+"-other", "a password appears")
+		assert.NotContains(t, text, ":"+secret+"@", "a password appears")
 	}
 }
 
@@ -174,9 +161,7 @@ func TestMinLSNWaitsForReplay(t *testing.T) {
 	mustExec(t, s, "CREATE TABLE IF NOT EXISTS small (id serial)")
 	reps := cluster.Shards()[0].Replicas
 	for _, r := range reps {
-		if err := r.PauseReplay(ctx); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, r.PauseReplay(ctx), "pause replay on %s", r.Name())
 	}
 	resumed := false
 	defer func() {
@@ -187,9 +172,7 @@ func TestMinLSNWaitsForReplay(t *testing.T) {
 		}
 	}()
 	_, lsn, err := s.ExecLSN(ctx, "INSERT INTO small DEFAULT VALUES")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "write")
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		for _, r := range reps {
@@ -199,12 +182,8 @@ func TestMinLSNWaitsForReplay(t *testing.T) {
 	resumed = true
 	row := s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT count(*) FROM small")
 	var n int
-	if err := row.Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, row.Scan(&n), "read-your-writes read")
 	// Replay paused for 100 ms keeps the replicas within MaxLag, so they
 	// stay eligible but behind: the read probes one and waits.
-	if row.Served().Role != replica.RoleReplica {
-		t.Errorf("read served by the %s, want a replica that waited for replay", row.Served().Role)
-	}
+	assert.Equal(t, replica.RoleReplica, row.Served().Role, "role that served the read, want a replica that waited for replay")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/replica"
 )
@@ -32,29 +33,21 @@ func TestReadsGoToReplicasWritesToPrimary(t *testing.T) {
 	seen := map[string]int{}
 	for range 200 {
 		p, err := readPort(t, s, replica.ReadOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		name, ok := replicas[p]
-		if !ok {
-			t.Fatalf("a read was served by port %d, not by a replica %v", p, replicas)
-		}
+		require.True(t, ok, "a read was served by port %d, not by a replica %v", p, replicas)
 		seen[name]++
 	}
-	if len(seen) != 2 {
-		t.Errorf("reads spread as %v, want both replicas used", seen)
-	}
+	assert.Len(t, seen, 2, "reads spread as %v, want both replicas used", seen)
 	var port int
-	if _, err := s.Exec(context.Background(), "CREATE TEMP TABLE w(p int)"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ReadRow(context.Background(), replica.ReadOptions{Primary: true}, "SELECT inet_server_port()").Scan(&port); err != nil || port != sh.Primary.Port() {
-		t.Errorf("primary read served by port %d (%v), want the primary's %d", port, err, sh.Primary.Port())
-	}
+	_, err := s.Exec(context.Background(), "CREATE TEMP TABLE w(p int)")
+	require.NoError(t, err, "CREATE TEMP TABLE")
+	err = s.ReadRow(context.Background(), replica.ReadOptions{Primary: true}, "SELECT inet_server_port()").Scan(&port)
+	assert.NoError(t, err, "primary read")
+	assert.Equal(t, sh.Primary.Port(), port, "port that served the primary read")
 	st := s.Stats()
-	if st.Primary == "" || strings.Contains(st.Primary, "pgshard@") {
-		t.Errorf("Stats().Primary = %q", st.Primary)
-	}
+	assert.NotEmpty(t, st.Primary, "Stats().Primary")
+	assert.NotContains(t, st.Primary, "pgshard@", "Stats().Primary shows a user")
 	// With nothing written any more, every replica catches up: 0 bytes
 	// behind, its lag bound no more than the age of the primary's last
 	// position, and eligible.
@@ -91,12 +84,10 @@ func TestIdleReplicasStayEligible(t *testing.T) {
 				continue
 			}
 			samples++
-			switch {
-			case n.Eligible:
-			case n.Reason == replica.ReasonStaleCheck:
+			require.True(t, n.Eligible || n.Reason == replica.ReasonStaleCheck,
+				"idle replica %s excluded: %s (lag %v, %d bytes)", n.Addr, n.Reason, n.Lag, n.LagBytes)
+			if !n.Eligible {
 				stale++ // a check held up by a loaded machine: availability, not lag
-			default:
-				t.Fatalf("idle replica %s excluded: %s (lag %v, %d bytes)", n.Addr, n.Reason, n.Lag, n.LagBytes)
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -119,9 +110,7 @@ func TestPausedReplicaLeavesRotationByBytes(t *testing.T) {
 	s := newSet(t, cluster, fast)
 	mustExec(t, s, "CREATE TABLE IF NOT EXISTS filler (id serial, pad text)")
 	paused := cluster.Shards()[0].Replicas[0]
-	if err := paused.PauseReplay(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, paused.PauseReplay(ctx), "pause replay")
 	resumed := false
 	t.Cleanup(func() {
 		if !resumed {
@@ -133,31 +122,22 @@ func TestPausedReplicaLeavesRotationByBytes(t *testing.T) {
 	checks := checksUntil(t, s, paused.Port(), 2*time.Second, "paused replica excluded", func() bool {
 		return !replicaStats(s, paused.Port()).Eligible
 	})
-	if n := replicaStats(s, paused.Port()); n.Reason != replica.ReasonLagging || n.LagBytes <= fast.MaxLagBytes {
-		t.Errorf("paused replica: reason %q, lag %d bytes; want lagging past %d", n.Reason, n.LagBytes, fast.MaxLagBytes)
-	}
-	if checks > 2 {
-		t.Errorf("excluded after %d checks of it, want within 2 (2 x CheckInterval)", checks)
-	}
+	n := replicaStats(s, paused.Port())
+	assert.Equal(t, replica.ReasonLagging, n.Reason, "paused replica's reason")
+	assert.Greater(t, n.LagBytes, fast.MaxLagBytes, "paused replica's byte lag, want past MaxLagBytes")
+	assert.LessOrEqual(t, checks, 2, "checks of it until it was excluded, want within 2 (2 x CheckInterval)")
 	for range 100 {
 		p, err := readPort(t, s, replica.ReadOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p == paused.Port() {
-			t.Fatal("a read went to the paused replica")
-		}
+		require.NoError(t, err)
+		require.NotEqual(t, paused.Port(), p, "a read went to the paused replica")
 	}
-	if err := paused.ResumeReplay(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, paused.ResumeReplay(ctx), "resume replay")
 	resumed = true
 	eventually(t, 5*time.Second, "replica caught up", func() bool { return replicaStats(s, paused.Port()).LagBytes == 0 })
 	checks = checksUntil(t, s, paused.Port(), 5*time.Second, "replica re-admitted", func() bool { return replicaStats(s, paused.Port()).Eligible })
 	// The check that saw it caught up counts as the first good one.
-	if limit := 2 + 1; checks > limit {
-		t.Errorf("re-admitted %d checks after catching up, want within AdmitAfter + 1 = %d", checks, limit)
-	}
+	limit := 2 + 1
+	assert.LessOrEqual(t, checks, limit, "checks after catching up until re-admitted, want within AdmitAfter + 1")
 }
 
 func TestPausedReplicaLeavesRotationByTime(t *testing.T) {
@@ -165,22 +145,15 @@ func TestPausedReplicaLeavesRotationByTime(t *testing.T) {
 	s := newSet(t, cluster, fast)
 	mustExec(t, s, "CREATE TABLE IF NOT EXISTS small (id serial)")
 	paused := cluster.Shards()[0].Replicas[1]
-	if err := paused.PauseReplay(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, paused.PauseReplay(ctx), "pause replay")
 	defer paused.ResumeReplay(context.Background())
 	mustExec(t, s, "INSERT INTO small DEFAULT VALUES")
 	time.Sleep(fast.MaxLag + 2*fast.CheckInterval)
 	n := replicaStats(s, paused.Port())
-	if n.Eligible || n.Reason != replica.ReasonLagging {
-		t.Fatalf("replica paused past MaxLag: eligible %v, reason %q, lag %v", n.Eligible, n.Reason, n.Lag)
-	}
-	if n.LagBytes > 64<<10 {
-		t.Errorf("byte lag %d: the test meant a tiny byte lag", n.LagBytes)
-	}
-	if n.Lag <= fast.MaxLag {
-		t.Errorf("lag %v, want past MaxLag %v", n.Lag, fast.MaxLag)
-	}
+	require.False(t, n.Eligible, "replica paused past MaxLag is eligible (reason %q, lag %v)", n.Reason, n.Lag)
+	require.Equal(t, replica.ReasonLagging, n.Reason, "reason of a replica paused past MaxLag (lag %v)", n.Lag)
+	assert.LessOrEqual(t, n.LagBytes, int64(64<<10), "byte lag: the test meant a tiny byte lag")
+	assert.Greater(t, n.Lag, fast.MaxLag, "lag, want past MaxLag")
 }
 
 func TestReplicaStopDuringReads(t *testing.T) {
@@ -206,21 +179,13 @@ func TestReplicaStopDuringReads(t *testing.T) {
 		}
 	}()
 	time.Sleep(100 * time.Millisecond)
-	if err := victim.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, victim.Stop(ctx), "stop the replica")
 	time.Sleep(300 * time.Millisecond)
-	if err := victim.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, victim.Start(ctx), "start the replica")
 	eventually(t, 10*time.Second, "restarted replica re-admitted", func() bool { return replicaStats(s, victim.Port()).Eligible })
 	close(stop)
-	if err := <-failed; err != nil {
-		t.Fatalf("a read failed while a replica stopped: %v", err)
-	}
-	if reads < 10 {
-		t.Errorf("only %d reads ran", reads)
-	}
+	require.NoError(t, <-failed, "a read failed while a replica stopped")
+	assert.GreaterOrEqual(t, reads, 10, "reads that ran")
 }
 
 func TestMinLSNReadsSeeTheirWrite(t *testing.T) {
@@ -260,25 +225,18 @@ func TestMinLSNReadsSeeTheirWrite(t *testing.T) {
 	// on each replica several times.
 	for i := 1; i <= 1000 || toggles.Load() < 8; i++ {
 		_, lsn, err := s.ExecLSN(ctx, "UPDATE ryw SET v = $1 WHERE id = 1", i)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "pair %d: write", i)
 		row := s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT v FROM ryw WHERE id = 1")
 		var v int
-		if err := row.Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		if v < i {
-			t.Fatalf("pair %d: read v = %d from %s (%s), older than its own write", i, v, row.Served().Node, row.Served().Role)
-		}
+		require.NoError(t, row.Scan(&v), "pair %d: read", i)
+		require.GreaterOrEqual(t, v, i, "pair %d: read v = %d from %s (%s), older than its own write",
+			i, v, row.Served().Node, row.Served().Role)
 		if row.Served().Role == replica.RoleReplica {
 			fromReplica++
 		}
 	}
 	t.Logf("%d read-your-writes reads served by a replica, across %d pause/resume toggles", fromReplica, toggles.Load())
-	if fromReplica == 0 {
-		t.Error("no read-your-writes read was served by a replica")
-	}
+	assert.NotZero(t, fromReplica, "no read-your-writes read was served by a replica")
 }
 
 func TestTxCommitLSN(t *testing.T) {
@@ -290,36 +248,31 @@ func TestTxCommitLSN(t *testing.T) {
 		_, err := tx.Exec(ctx, "INSERT INTO txt VALUES (1)")
 		return err
 	})
-	if err != nil || lsn == 0 {
-		t.Fatalf("Tx = %s, %v", lsn, err)
-	}
+	require.NoError(t, err, "Tx")
+	require.NotZero(t, lsn, "Tx's commit LSN")
 	var n int
-	if err := s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT count(*) FROM txt").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("read at the commit LSN: %d rows, %v", n, err)
-	}
+	require.NoError(t, s.ReadRow(ctx, replica.ReadOptions{MinLSN: lsn}, "SELECT count(*) FROM txt").Scan(&n),
+		"read at the commit LSN")
+	require.Equal(t, 1, n, "rows read at the commit LSN")
 	// A failed statement inside fn that fn swallows: COMMIT answers ROLLBACK.
 	_, err = s.Tx(ctx, pgxTxOptions(), func(tx pgxTx) error {
 		tx.Exec(ctx, "INSERT INTO txt VALUES (1)") // duplicate key, ignored
 		return nil
 	})
-	if err == nil {
-		t.Fatal("Tx whose transaction failed inside reported success")
-	}
+	require.Error(t, err, "Tx whose transaction failed inside reported success")
 	wantErr := errors.New("boom")
-	if _, err := s.Tx(ctx, pgxTxOptions(), func(tx pgxTx) error {
+	_, err = s.Tx(ctx, pgxTxOptions(), func(tx pgxTx) error {
 		tx.Exec(ctx, "INSERT INTO txt VALUES (2)")
 		return wantErr
-	}); !errors.Is(err, wantErr) {
-		t.Fatalf("Tx error = %v, want fn's error", err)
-	}
-	if err := s.ReadRow(ctx, replica.ReadOptions{Primary: true}, "SELECT count(*) FROM txt").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("after a rolled-back Tx: %d rows, %v; want 1", n, err)
-	}
+	})
+	require.ErrorIs(t, err, wantErr, "Tx error, want fn's error")
+	require.NoError(t, s.ReadRow(ctx, replica.ReadOptions{Primary: true}, "SELECT count(*) FROM txt").Scan(&n),
+		"read after a rolled-back Tx")
+	require.Equal(t, 1, n, "rows after a rolled-back Tx")
 	// ExecLSN with a failing statement reports the server's error.
-	if _, _, err := s.ExecLSN(ctx, "INSERT INTO txt VALUES ($1)", 1); err == nil {
-		t.Fatal("ExecLSN of a duplicate key succeeded")
-	}
-	if _, lsn, err := s.ExecLSN(ctx, "INSERT INTO txt VALUES ($1)", 3); err != nil || lsn == 0 {
-		t.Fatalf("ExecLSN after a failure: %s, %v", lsn, err)
-	}
+	_, _, err = s.ExecLSN(ctx, "INSERT INTO txt VALUES ($1)", 1)
+	require.Error(t, err, "ExecLSN of a duplicate key succeeded")
+	_, lsn, err = s.ExecLSN(ctx, "INSERT INTO txt VALUES ($1)", 3)
+	require.NoError(t, err, "ExecLSN after a failure")
+	require.NotZero(t, lsn, "ExecLSN's LSN after a failure")
 }
