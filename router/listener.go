@@ -134,10 +134,11 @@ func received(conn *pgx.Conn, n *pgconn.Notification) []*pgconn.Notification {
 	}
 }
 
-// handle acts on a batch of notifications: one read of the primary's
-// position covers every invalidation in it (each committed before it was
-// received, so before the position read now), then their keys are
-// dropped, and only then do the batch's barrier markers count.
+// handle acts on a batch of notifications: their keys are dropped, one
+// read of the primary's position covers every invalidation in it (each
+// committed before it was received, so before the position read now) and
+// becomes the floor of later loads, the keys are dropped again, and only
+// then do the batch's barrier markers count.
 //
 // One round trip per batch, not per notification, is what keeps the
 // listener abreast of a busy shard: a listener that read the position for
@@ -165,15 +166,23 @@ func (r *Router) handle(ctx context.Context, conn *pgx.Conn, st *shardState, own
 		keys = append(keys, k...)
 	}
 	if invalidated {
+		drop := func() {
+			if unknown {
+				r.purgeLocal() // a payload this library did not write
+			} else {
+				r.dropLocal(keys)
+			}
+		}
+		// Dropped at once, the keys are served stale for no round trip; a
+		// load that starts before the floor is raised may read a replica
+		// that has not replayed the commits and store the old value, so
+		// they are dropped again (with any such load) once it is.
+		drop()
 		if _, err := r.raiseFloorFrom(ctx, conn, st); err != nil {
 			r.purgeLocal()
 			return err
 		}
-		if unknown {
-			r.purgeLocal() // a payload this library did not write
-		} else {
-			r.dropLocal(keys)
-		}
+		drop()
 		st.invalidations.Add(uint64(len(keys)))
 		st.floorReads.Add(1)
 	}

@@ -95,3 +95,29 @@ func TestListenerConnectsWithThePoolsSettings(t *testing.T) {
 		assert.NotZero(t, s.ListenerPID, "shard %s: the listener's backend", s.Name)
 	}
 }
+
+// A barrier marker counts only for the listener connection it was sent
+// for: one of another generation (sent for a connection before a
+// reconnect) proves nothing about what this one has received.
+func TestBarrierIgnoresAnotherConnectionsMarker(t *testing.T) {
+	ctx := context.Background()
+	cfg := config(t, cluster)
+	cfg.Channel = "pgshard_marker_test"
+	r := open(t, cfg)
+	target := r.Shards()[0]
+	st := r.Stats().Shards[0]
+	require.NotZero(t, st.ListenerPID)
+	far := replica.LSN(0xFF<<32 | 0xFFFFFFFF)
+	require.Less(t, router.BarrierReceived(r, target.Shard()), far)
+
+	// Generation 0 (connections count from 1), a position far ahead; then
+	// an invalidation, queued behind it, tells when it has been handled.
+	sh := shardOf(t, r, target.Shard())
+	require.NoError(t, sh.Primary.SuperExec(ctx, fmt.Sprintf("SELECT pg_notify('pgshard_barrier_%d', '0/FF/FFFFFFFF')", st.ListenerPID)))
+	require.NoError(t, target.Tx(ctx, func(tx pgx.Tx) error { return router.Invalidate(ctx, tx, "marker-test") }))
+	eventually(t, 30*time.Second, "the invalidation behind the marker handled", func() bool {
+		return r.Stats().Shards[0].Invalidations > st.Invalidations
+	})
+	assert.Less(t, router.BarrierReceived(r, target.Shard()), far, "a marker of another generation moved the barrier")
+	assert.Equal(t, st.ListenerPID, r.Stats().Shards[0].ListenerPID, "the listener kept its connection")
+}
