@@ -6,7 +6,8 @@
 // never rewrites it) lives on the shard that owns the key's hash. Creating
 // an owner writes the lookup row first, in its own transaction, and the
 // owner row second; deleting removes the owner row first and the lookup
-// row last. So a lookup row may outlive its owner (a crash between the two
+// row last; changing an owner's key (Change) does both, in that order: the
+// new key's lookup row, the owner row, the old key's lookup row. So a lookup row may outlive its owner (a crash between the two
 // writes, a delete cut short), but no owner row is ever without its lookup
 // row. A reader re-checks the owner row (Config.OwnerSQL), so a dangling
 // lookup row reads as not found; a writer that finds one takes it over.
