@@ -56,6 +56,9 @@
 // # Observability
 //
 // [Router.Stats] returns every shard, node and cache figure without
-// credentials; a metrics endpoint can read it on each scrape. pgx tracers
-// are set per pool with replica.Options.ConfigurePool.
+// credentials; a metrics endpoint can read it on each scrape. Config.Tracer
+// receives every read attempt and write outcome: Exec, Query, Tx, and the
+// transactions, batches and copies of BeginTx, SendBatch and CopyFrom. pgx
+// tracers are set per pool with replica.Options.ConfigurePool; they see the
+// cache listeners' connections too.
 package router
