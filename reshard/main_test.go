@@ -66,7 +66,7 @@ CREATE TABLE countries (code text PRIMARY KEY, name text);
 // as its only shard ("-"), the declared tables and a Manager. The targets
 // get the schema too (Create then compares it), but with emptyTargets,
 // which leaves Create to copy it with pg_dump.
-func newEnv(t *testing.T, emptyTargets ...bool) *env {
+func newEnv(t testing.TB, emptyTargets ...bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	sh := cluster.Shards()
@@ -115,7 +115,7 @@ func (e *env) spec(name string) reshard.Spec {
 	}}
 }
 
-func connectDSN(t *testing.T, n *pgcluster.Node, db string) *pgx.Conn {
+func connectDSN(t testing.TB, n *pgcluster.Node, db string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), expand(superDSN(n, db)))
 	require.NoError(t, err)

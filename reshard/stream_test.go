@@ -79,7 +79,7 @@ func (e *env) writer(t *testing.T, ctx context.Context, seed uint64) func() int6
 
 // seed fills the source with users, posts (some with TOASTed bodies) and
 // countries.
-func (e *env) seed(t *testing.T, users int) {
+func (e *env) seed(t testing.TB, users int) {
 	t.Helper()
 	src := connectDSN(t, e.source, e.db)
 	_, err := src.Exec(context.Background(), fmt.Sprintf(`
@@ -89,7 +89,7 @@ func (e *env) seed(t *testing.T, users int) {
 	require.NoError(t, err)
 }
 
-func waitPhase(t *testing.T, e *env, name string, want reshard.Phase) {
+func waitPhase(t testing.TB, e *env, name string, want reshard.Phase) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		st, err := e.m.Get(context.Background(), name)
