@@ -53,6 +53,7 @@ var chaosScenarios = []chaosScenario{
 	{12, "TerminatedSessions", chaosTerminated},
 	{13, "ForeignReplica", chaosForeignReplica},
 	{14, "FrozenReplica", chaosFrozenReplica},
+	{15, "ReshardUnderLoad", chaosReshard},
 }
 
 // TestChaos runs every scenario in turn, each on a cluster of its own (one
@@ -99,7 +100,8 @@ func startChaosCluster(t *testing.T) *pgcluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 2, Replicas: 2, Password: testPassword})
+	// wal_level = logical: scenario 15 splits the shards with logical replication.
+	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 2, Replicas: 2, Password: testPassword}.Logical())
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		assert.NoError(t, c.Close())

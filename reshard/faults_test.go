@@ -16,9 +16,12 @@ import (
 
 var errCrash = errors.New("test: the process died here")
 
-// The process running the switch dies after the fence, or after the
-// point of no return: the writes routers send meanwhile wait, and the
-// switch run again finishes it with nothing lost and nothing duplicated.
+// Writes through a router that follows the store go on across the
+// switch, even when the process running the switch dies after the fence,
+// or after the point of no return: the writes the fence refuses wait at
+// the router, the switch run again finishes it, and they land on the new
+// owner; none is lost, none fails, none is committed on the source after
+// the fence, none twice.
 func TestSwitchResumesAfterCrash(t *testing.T) {
 	for _, point := range []string{"fenced", "point of no return"} {
 		t.Run(point, func(t *testing.T) {
@@ -96,19 +99,35 @@ func TestSwitchResumesAfterCrash(t *testing.T) {
 			require.Empty(t, errs)
 
 			tgt := []map[string]int64{keyed(t, connectDSN(t, e.targets[0], e.db), "posts", "user_id"), keyed(t, connectDSN(t, e.targets[1], e.db), "posts", "user_id")}
+			onSource := keyed(t, connectDSN(t, e.source, e.db), "posts", "user_id")
+			moved := 0
 			for _, p := range acked {
-				_, ok := tgt[owner(e, p.user)][fmt.Sprintf("(%d,%d,crash)", p.user, p.id)]
+				row := fmt.Sprintf("(%d,%d,crash)", p.user, p.id)
+				_, ok := tgt[owner(e, p.user)][row]
 				require.True(t, ok, "acknowledged %v is on its target", p)
+				if _, ok := onSource[row]; !ok {
+					moved++
+				}
 			}
-			for row, k := range keyed(t, connectDSN(t, e.source, e.db), "posts", "user_id") {
+			require.Positive(t, moved, "writes after the switch went to the targets only")
+			for row, k := range onSource {
 				_, ok := tgt[owner(e, k)][row]
 				require.True(t, ok, "source row %s is on its target", row)
 			}
+			m, err := e.control.Current(ctx)
+			require.NoError(t, err)
+			require.EqualValues(t, 2, m.Version)
+			require.Len(t, m.Shards, 2)
+			_, err = e.m.Cancel(ctx, "crash")
+			require.ErrorIs(t, err, reshard.ErrPhase, "no cancel after the switch")
 			lap("checked")
 			_, err = e.m.Complete(ctx, "crash")
 			require.NoError(t, err)
-			require.NoError(t, <-done)
+			require.NoError(t, <-done, "Run ends once the workflow is completed")
 			lap("completed")
+			status, err := e.m.Status(ctx, "crash")
+			require.NoError(t, err)
+			require.False(t, status.SlotExists)
 		})
 	}
 }
