@@ -3,7 +3,7 @@ GO ?= go
 PKGS ?= ./...
 TEST_TIMEOUT ?= 9m
 
-.PHONY: test test-docker docker-image deploy deploy-down deploy-test capacity vet fmt bench fuzz deps run soak chaos
+.PHONY: test test-docker docker-image deploy deploy-down deploy-test capacity vet fmt bench fuzz deps run soak chaos reshard-demo
 
 ## test: install what the tests need, then vet and run every test with the race detector.
 test: deps vet
@@ -96,3 +96,10 @@ soak: deps
 ## chaos: the chaos suite at full length (about 10 minutes); regenerates RELIABILITY.md.
 chaos: deps
 	$(GO) test -run '^TestChaos$$' -count=1 -timeout 30m -v ./e2e -chaos=full -chaos.report=RELIABILITY.md
+
+## reshard-demo: a dev cluster of 2 shards under loadgen, 4 shards added to it, each half of the
+## keyspace split onto two of them online (copy, stream, verify, switch-writes, complete); prints what
+## happened and what the clients saw, and exits 1 on a failed request, a lost write or a difference.
+reshard-demo:
+	@./scripts/ensure-postgres.sh
+	$(GO) run ./examples/reshard
