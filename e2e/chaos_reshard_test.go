@@ -40,6 +40,8 @@ func chaosReshard(t *testing.T, e *chaosEnv) *chaosResult {
 	for range 4 {
 		sh, err := e.c.AddShard(ctx, 0)
 		require.NoError(t, err)
+		// The targets stream their changes back to the sources after the switch.
+		require.NoError(t, sh.Primary.SuperExec(ctx, "ALTER ROLE pgshard REPLICATION"))
 		targets = append(targets, hide(sh.Primary.DSN()))
 	}
 	e.mark("4 empty shards added to the running cluster")

@@ -22,11 +22,18 @@ import (
 // have everything the source had committed before.
 const markerPrefix = "pgshard.reshard"
 
+// appliedPrefix starts every transaction an applier commits, with the
+// workflow's name: a stream of the same workflow skips the transaction,
+// so that the forward and the reverse streams never send each other's
+// changes back.
+const appliedPrefix = "pgshard.reshard.applied"
+
 // applier applies one source transaction at a time on the targets, each
 // target's part in one transaction that also records the position. It is
 // not safe for concurrent use.
 type applier struct {
-	st      *State
+	posKey  string // the row of pgshard.reshard_apply it keeps
+	mark    string // the content of the markers it records (the workflow's name)
 	rt      *router
 	targets []*targetConn
 	tables  map[string]*tableInfo // by schema.name, as the stream names them
@@ -37,6 +44,7 @@ type applier struct {
 	finalLSN pglogrepl.LSN
 	marker   bool
 	touched  bool // something of it was applied
+	echo     bool // it was made by this workflow's other stream: skipped
 
 	// Source transactions applied but not yet committed on the targets:
 	// they are committed together, with the last one's end as position.
@@ -158,7 +166,7 @@ func (a *applier) groupDue() bool {
 }
 
 func (a *applier) begin(msg *pglogrepl.BeginMessage) {
-	a.inTx, a.finalLSN, a.marker, a.touched = true, msg.FinalLSN, false, false
+	a.inTx, a.finalLSN, a.marker, a.touched, a.echo = true, msg.FinalLSN, false, false, false
 }
 
 // owners returns the targets a row goes to: the one that owns its key, or
@@ -188,15 +196,23 @@ func (a *applier) owners(r *relation, tuple *pglogrepl.TupleData) ([]int, error)
 // target already has this transaction (it is skipped).
 func (a *applier) exec(i int, sql string, args [][]byte) bool {
 	t := a.targets[i]
-	if a.finalLSN < t.applied {
+	if a.finalLSN < t.applied || a.echo {
 		return false
 	}
-	if !t.open {
-		t.batch, t.open = &pgconn.Batch{}, true
-	}
+	a.open(t)
 	a.touched = true
 	t.batch.ExecParams(sql, args, nil, nil, nil)
 	return true
+}
+
+// open starts target t's part of the pending group: its first statement
+// marks the transaction as this workflow's, for the streams to skip.
+func (a *applier) open(t *targetConn) {
+	if t.open {
+		return
+	}
+	t.batch, t.open = &pgconn.Batch{}, true
+	t.batch.ExecParams(`SELECT pg_logical_emit_message(true, $1::text, $2::text)`, [][]byte{[]byte(appliedPrefix), []byte(a.mark)}, nil, nil, nil)
 }
 
 // expectOne wraps an UPDATE or DELETE so that it fails, and with it the
@@ -323,8 +339,12 @@ func (a *applier) deleteRow(ctx context.Context, r *relation, old *pglogrepl.Tup
 // message notes a marker for this workflow: its transaction's position
 // is recorded on every target.
 func (a *applier) message(msg *pglogrepl.LogicalDecodingMessage) {
-	if msg.Prefix == markerPrefix && string(msg.Content) == a.st.Name && a.inTx {
+	switch {
+	case !a.inTx || string(msg.Content) != a.mark:
+	case msg.Prefix == markerPrefix:
 		a.marker = true
+	case msg.Prefix == appliedPrefix && !a.touched:
+		a.echo = true
 	}
 }
 
@@ -337,7 +357,7 @@ func (a *applier) commit(ctx context.Context, msg *pglogrepl.CommitMessage) (pgl
 		a.marker = false
 		for _, t := range a.targets {
 			if !t.open && a.finalLSN >= t.applied {
-				t.batch, t.open = &pgconn.Batch{}, true
+				a.open(t)
 			}
 		}
 	}
@@ -370,7 +390,7 @@ func (a *applier) flush(ctx context.Context) (pglogrepl.LSN, error) {
 		}
 		t.batch.ExecParams(`INSERT INTO pgshard.reshard_apply (workflow, lsn, commit_time) VALUES ($1, $2, $3)
 			ON CONFLICT (workflow) DO UPDATE SET lsn = $2, commit_time = $3, updated_at = clock_timestamp()`,
-			[][]byte{[]byte(a.st.Name), []byte(a.pendingEnd.String()), at}, nil, nil, nil)
+			[][]byte{[]byte(a.posKey), []byte(a.pendingEnd.String()), at}, nil, nil, nil)
 		results, err := t.conn.PgConn().ExecBatch(ctx, t.batch).ReadAll()
 		for _, r := range results {
 			if err == nil {

@@ -10,9 +10,10 @@ import (
 	"github.com/pgshard/pgshard/topology"
 )
 
-// Cancel abandons a workflow before its point of no return: it puts back
-// the source's fence of before a switch that was interrupted, drops the
-// slot (ending the stream that reads it), the publication and the
+// Cancel abandons a workflow before its point of no return, or after
+// Reverse: it puts back the source's fence of before a switch that was
+// interrupted, drops the slots (ending the streams that read them), the
+// publications and the
 // TRUNCATE guards on the source, and empties the targets. Running it
 // again finishes what an interrupted Cancel left.
 func (m *Manager) Cancel(ctx context.Context, name string) (*State, error) {
@@ -23,7 +24,8 @@ func (m *Manager) Cancel(ctx context.Context, name string) (*State, error) {
 		case st.Phase == PhaseSwitching && !st.PointOfNoReturn:
 			unfence = st
 			fallthrough
-		case st.Phase == PhaseCreated || st.Phase == PhaseCopying || st.Phase == PhaseStreaming || st.Phase == PhaseCancelled:
+		case st.Phase == PhaseCreated || st.Phase == PhaseCopying || st.Phase == PhaseStreaming || st.Phase == PhaseCancelled ||
+			st.Phase == PhaseReversed:
 			st.Phase = PhaseCancelled
 			return nil
 		}
@@ -41,6 +43,9 @@ func (m *Manager) Cancel(ctx context.Context, name string) (*State, error) {
 		}
 	}
 	if err := m.dropSource(ctx, st); err != nil {
+		return st, err
+	}
+	if err := m.dropReverse(ctx, st); err != nil {
 		return st, err
 	}
 	if err := m.emptyTargets(ctx, st); err != nil {

@@ -46,6 +46,9 @@ func (m *Manager) waitApplied(ctx context.Context, st *State, lsn pglogrepl.LSN,
 	for i := 0; i < len(conns); {
 		var at string
 		err := conns[i].QueryRow(ctx, `SELECT lsn::text FROM pgshard.reshard_apply WHERE workflow = $1`, st.Name).Scan(&at)
+		if ctx.Err() != nil {
+			return fmt.Errorf("target %s did not reach %s in %v", st.Targets[i].Name, lsn, timeout)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("target %s did not reach %s in %v", st.Targets[i].Name, lsn, timeout)
@@ -81,4 +84,30 @@ func (m *Manager) CatchUp(ctx context.Context, name string, timeout time.Duratio
 		return err
 	}
 	return m.waitApplied(ctx, st, lsn, timeout)
+}
+
+// waitPosition waits, at most timeout, until the node's row key of
+// pgshard.reshard_apply is at or past lsn.
+func (m *Manager) waitPosition(ctx context.Context, what, dsn, key string, lsn pglogrepl.LSN, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return m.withConn(ctx, what, dsn, func(c *pgx.Conn) error {
+		for {
+			var at string
+			err := c.QueryRow(ctx, `SELECT lsn::text FROM pgshard.reshard_apply WHERE workflow = $1`, key).Scan(&at)
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s did not reach %s in %v (is 'pgshard reshard run' running?)", what, lsn, timeout)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			if got, err := pglogrepl.ParseLSN(at); err == nil && got >= lsn {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	})
 }

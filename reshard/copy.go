@@ -305,27 +305,37 @@ func (m *Manager) emptyTargets(ctx context.Context, st *State) error {
 // dropSlot drops the workflow's slot on the source if it exists, ending
 // the session that streams from it.
 func (m *Manager) dropSlot(ctx context.Context, st *State) error {
-	return m.withConn(ctx, "source "+st.Source.Shard, st.Source.Primary, func(c *pgx.Conn) error {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, err := c.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, st.Slot)
-			if err != nil {
-				return err
-			}
-			_, err = c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, st.Slot)
-			if err == nil {
-				return nil
-			}
-			if time.Now().After(deadline) || !strings.Contains(err.Error(), "is active") {
-				return fmt.Errorf("reshard: source %s: drop slot %s: %w", st.Source.Shard, st.Slot, err)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+	err := m.withConn(ctx, "source "+st.Source.Shard, st.Source.Primary, func(c *pgx.Conn) error {
+		return dropSlotOn(ctx, c, st.Slot)
 	})
+	if err != nil {
+		return fmt.Errorf("reshard: source %s: %w", st.Source.Shard, err)
+	}
+	return nil
+}
+
+// dropSlotOn drops a slot on the node c is connected to, if it exists,
+// ending the session that streams from it.
+func dropSlotOn(ctx context.Context, c *pgx.Conn, slot string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
+		if err != nil {
+			return err
+		}
+		_, err = c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || !strings.Contains(err.Error(), "is active") {
+			return fmt.Errorf("drop slot %s: %w", slot, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

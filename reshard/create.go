@@ -75,7 +75,7 @@ func (m *Manager) plan(ctx context.Context, spec Spec) (*State, error) {
 		Slot: "pgshard_reshard_" + spec.Name, Publication: "pgshard_reshard_" + spec.Name}
 	for _, sh := range cur.Shards {
 		if r, err := shard.ParseRange(sh.Range); err == nil && r == src {
-			st.Source = Source{Shard: sh.Name, Range: r.String(), Primary: sh.Primary}
+			st.Source = Source{Shard: sh.Name, Range: r.String(), Primary: sh.Primary, Replicas: sh.Replicas}
 		}
 	}
 	if st.Source.Shard == "" {

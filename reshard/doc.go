@@ -25,8 +25,13 @@
 //     one that every target has committed.
 //   - switching, switched: SwitchWrites fences the source, waits for the
 //     targets to reach the source's position at the fence and publishes
-//     the next map, in which the targets own the range.
-//   - completed, or cancelled: the slot and the publication are dropped.
+//     the next map, in which the targets own the range. Before the fence
+//     it makes a publication and a slot on each target: from then on, Run
+//     streams the targets' changes back to the source (each applier marks
+//     its transactions, which the other direction skips).
+//   - reversed: Reverse fenced the targets, let the source apply all they
+//     took, and published the map that gives the source its range back.
+//   - completed, or cancelled: the slots and the publications are dropped.
 //
 // TRUNCATE of a declared table is refused on the source while a workflow
 // runs, and a change to a moving table's columns stops the workflow with

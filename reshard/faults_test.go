@@ -92,6 +92,9 @@ func TestSwitchResumesAfterCrash(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, reshard.PhaseSwitched, st.Phase)
 			lap("switched")
+			mu.Lock()
+			atSwitch := len(acked)
+			mu.Unlock()
 			time.Sleep(200 * time.Millisecond)
 			close(stop)
 			wg.Wait()
@@ -99,17 +102,15 @@ func TestSwitchResumesAfterCrash(t *testing.T) {
 			require.Empty(t, errs)
 
 			tgt := []map[string]int64{keyed(t, connectDSN(t, e.targets[0], e.db), "posts", "user_id"), keyed(t, connectDSN(t, e.targets[1], e.db), "posts", "user_id")}
+			// The reverse streams bring the targets' writes back to the
+			// source: it has every row too.
 			onSource := keyed(t, connectDSN(t, e.source, e.db), "posts", "user_id")
-			moved := 0
 			for _, p := range acked {
 				row := fmt.Sprintf("(%d,%d,crash)", p.user, p.id)
 				_, ok := tgt[owner(e, p.user)][row]
 				require.True(t, ok, "acknowledged %v is on its target", p)
-				if _, ok := onSource[row]; !ok {
-					moved++
-				}
 			}
-			require.Positive(t, moved, "writes after the switch went to the targets only")
+			require.Greater(t, len(acked), atSwitch, "writes went on after the switch")
 			for row, k := range onSource {
 				_, ok := tgt[owner(e, k)][row]
 				require.True(t, ok, "source row %s is on its target", row)

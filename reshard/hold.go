@@ -51,7 +51,7 @@ func (m *Manager) holdHere(ctx context.Context, repl *pgconn.PgConn, a *applier,
 				continue
 			}
 			_, err := t.conn.Exec(ctx, `UPDATE pgshard.reshard_apply SET lsn = greatest(lsn, $2::pg_lsn), updated_at = clock_timestamp() WHERE workflow = $1`,
-				a.st.Name, h.at.String())
+				a.posKey, h.at.String())
 			if err != nil {
 				return h, fmt.Errorf("target %s: %w", t.name, err)
 			}

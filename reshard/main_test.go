@@ -3,6 +3,7 @@ package reshard_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -103,7 +104,11 @@ func newEnv(t testing.TB, emptyTargets ...bool) *env {
 		_, err := e.control.AddTable(ctx, tb, topology.TableOptions{})
 		require.NoError(t, err)
 	}
-	e.m = reshard.New(e.control, reshard.Options{StatusInterval: 100 * time.Millisecond, RetryInterval: 100 * time.Millisecond})
+	o := reshard.Options{StatusInterval: 100 * time.Millisecond, RetryInterval: 100 * time.Millisecond}
+	if os.Getenv("RESHARD_TEST_LOG") != "" {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	e.m = reshard.New(e.control, o)
 	e.ranges = []shard.Range{{End: 0x8000000000000000}, {Start: 0x8000000000000000}}
 	return e
 }

@@ -104,7 +104,12 @@ func (m *Manager) config(what, stored string) (*pgx.ConnConfig, error) {
 
 // replicationConn opens a logical replication connection to the source.
 func (m *Manager) replicationConn(ctx context.Context, st *State) (*pgconn.PgConn, error) {
-	cfg, err := m.config("source "+st.Source.Shard, st.Source.Primary)
+	return m.replicationConnTo(ctx, "source "+st.Source.Shard, st.Source.Primary)
+}
+
+// replicationConnTo opens a logical replication connection to a node.
+func (m *Manager) replicationConnTo(ctx context.Context, what, stored string) (*pgconn.PgConn, error) {
+	cfg, err := m.config(what, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +119,7 @@ func (m *Manager) replicationConn(ctx context.Context, st *State) (*pgconn.PgCon
 	defer cancel()
 	c, err := pgconn.ConnectConfig(cctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("reshard: source %s: replication connection: %w", st.Source.Shard, err)
+		return nil, fmt.Errorf("reshard: %s: replication connection: %w", what, err)
 	}
 	return c, nil
 }

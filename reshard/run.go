@@ -9,8 +9,9 @@ import (
 
 // Run carries the workflow on from where its state says it is: it copies
 // (again, if a copy was interrupted), then streams changes to the targets
-// until ctx ends (it then returns ctx's error) or the workflow is
-// completed or cancelled (nil). An error a retry may cure (a connection
+// until the switch, and after it the targets' changes back to the source
+// (so that Reverse can undo it), until ctx ends (it then returns ctx's
+// error) or the workflow is completed, cancelled or reversed (nil). An error a retry may cure (a connection
 // lost, a target restarted) is retried after Options.RetryInterval; one
 // that needs the operator (the slot lost, a moving table changed, a
 // TRUNCATE) is recorded in the state and returned.
@@ -58,7 +59,13 @@ func (m *Manager) step(ctx context.Context, name string) error {
 	case st.Phase == PhaseCreated || st.Phase == PhaseCopying:
 		return m.copyPhase(ctx, name)
 	case streaming(st.Phase):
-		return m.stream(ctx, name)
+		l, err := forwardLink(st)
+		if err != nil {
+			return err
+		}
+		return m.stream(ctx, name, l)
+	case st.Phase == PhaseSwitched:
+		return m.reverseStreams(ctx, st)
 	}
 	return fmt.Errorf("%w: unknown phase %q", ErrPhase, st.Phase)
 }

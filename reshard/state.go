@@ -19,6 +19,7 @@ const (
 	PhaseStreaming Phase = "streaming"
 	PhaseSwitching Phase = "switching"
 	PhaseSwitched  Phase = "switched"
+	PhaseReversed  Phase = "reversed"
 	PhaseCompleted Phase = "completed"
 	PhaseCancelled Phase = "cancelled"
 )
@@ -42,9 +43,10 @@ type Target struct {
 
 // Source is the shard whose range moves.
 type Source struct {
-	Shard   string `json:"shard"`
-	Range   string `json:"range"`
-	Primary string `json:"primary"`
+	Shard    string   `json:"shard"`
+	Range    string   `json:"range"`
+	Primary  string   `json:"primary"`
+	Replicas []string `json:"replicas,omitempty"`
 }
 
 // State is a workflow as the control store keeps it. It is a plain value:
@@ -88,14 +90,24 @@ type State struct {
 	Hold        string    `json:"hold,omitempty"`
 	HoldAck     bool      `json:"hold_ack,omitempty"`
 	HoldExpires time.Time `json:"hold_expires,omitzero"`
+	// Reverse says the switch set up reverse replication (a publication
+	// and a slot on each target feeding the source), which Reverse needs;
+	// ReverseError says why not, when it did not.
+	Reverse      bool   `json:"reverse,omitempty"`
+	ReverseError string `json:"reverse_error,omitempty"`
+	// ReversedVersion is the map version that gave the range back to the
+	// source.
+	ReversedVersion int64 `json:"reversed_version,omitempty"`
 	// Error is why the workflow last stopped, if it did.
 	Error     string    `json:"error,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// done says whether the workflow has ended.
-func (s *State) done() bool { return s.Phase == PhaseCompleted || s.Phase == PhaseCancelled }
+// done says whether Run has nothing more to do.
+func (s *State) done() bool {
+	return s.Phase == PhaseCompleted || s.Phase == PhaseCancelled || s.Phase == PhaseReversed
+}
 
 // load reads the named workflow.
 func (m *Manager) load(ctx context.Context, name string) (*State, int64, error) {

@@ -12,47 +12,65 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// streaming says whether the forward stream runs in phase p.
+// streaming says whether the forward stream runs in phase p: until the
+// switch is done (after it, the reverse streams run).
 func streaming(p Phase) bool {
-	return p == PhaseStreaming || p == PhaseSwitching || p == PhaseSwitched
+	return p == PhaseStreaming || p == PhaseSwitching
 }
 
-// stream applies the slot's changes on the targets until ctx ends, the
-// workflow leaves the streaming phases, or an error.
-func (m *Manager) stream(ctx context.Context, name string) error {
+// link is one logical replication stream and where its changes go.
+type link struct {
+	from      string // "source shard0": the node the slot is on, for errors
+	dsn       string // its DSN as stored
+	slot, pub string
+	to        []Target // the nodes the changes are applied on
+	rt        *router  // which of them owns a key
+	posKey    string   // the row of pgshard.reshard_apply on each of them
+	lost      string   // what to do when the slot is gone
+	live      func(*State) bool
+	holds     bool // a Verify may pause it
+}
+
+// forwardLink is the stream of the source's changes to the targets.
+func forwardLink(st *State) (*link, error) {
+	rt, err := newRouter(st.Targets)
+	if err != nil {
+		return nil, err
+	}
+	return &link{from: "source " + st.Source.Shard, dsn: st.Source.Primary, slot: st.Slot, pub: st.Publication,
+		to: st.Targets, rt: rt, posKey: st.Name, holds: true,
+		lost: "changes since may be missing from the targets, so the workflow stops; cancel it and create it again",
+		live: func(s *State) bool { return streaming(s.Phase) }}, nil
+}
+
+// stream applies a slot's changes on the link's destinations until ctx
+// ends, the workflow's state stops the link, or an error.
+func (m *Manager) stream(ctx context.Context, name string, l *link) error {
 	st, _, err := m.load(ctx, name)
 	if err != nil {
 		return err
 	}
-	if !streaming(st.Phase) {
+	if !l.live(st) {
 		return nil
 	}
-	src, err := m.source(ctx, st)
-	if err != nil {
-		return err
-	}
 	var exists bool
-	err = src.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, st.Slot).Scan(&exists)
-	src.Close(context.WithoutCancel(ctx))
+	err = m.withConn(ctx, l.from, l.dsn, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, l.slot).Scan(&exists)
+	})
 	if err != nil {
-		return fmt.Errorf("reshard: source %s: %w", st.Source.Shard, err)
+		return fmt.Errorf("reshard: %s: %w", l.from, err)
 	}
 	if !exists {
-		return stopf(ErrSlotLost, "source %s has no slot %s (a failover of its primary before PostgreSQL 17 loses it): "+
-			"changes since may be missing from the targets, so the workflow stops; cancel it and create it again", st.Source.Shard, st.Slot)
+		return stopf(ErrSlotLost, "%s has no slot %s (a failover of its primary before PostgreSQL 17 loses it): %s", l.from, l.slot, l.lost)
 	}
-	rt, err := newRouter(st.Targets)
-	if err != nil {
-		return err
-	}
-	a := &applier{st: st, rt: rt, rels: map[uint32]*relation{}}
+	a := &applier{posKey: l.posKey, mark: st.Name, rt: l.rt, rels: map[uint32]*relation{}}
 	defer func() {
 		for _, t := range a.targets {
 			t.conn.Close(context.WithoutCancel(ctx))
 		}
 	}()
 	start := pglogrepl.LSN(0)
-	for i, t := range st.Targets {
+	for i, t := range l.to {
 		c, err := m.target(ctx, t)
 		if err != nil {
 			return err
@@ -60,11 +78,11 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 		tc := &targetConn{name: t.Name, conn: c}
 		a.targets = append(a.targets, tc)
 		var lsn string
-		if err := c.QueryRow(ctx, `SELECT lsn::text FROM pgshard.reshard_apply WHERE workflow = $1`, st.Name).Scan(&lsn); err != nil {
+		if err := c.QueryRow(ctx, `SELECT lsn::text FROM pgshard.reshard_apply WHERE workflow = $1`, l.posKey).Scan(&lsn); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
-				return stopf(ErrPhase, "target %s has no position for workflow %s: it was emptied; cancel the workflow", t.Name, st.Name)
+				return stopf(ErrPhase, "%s has no position for the stream %s: it was emptied; cancel the workflow", t.Name, l.posKey)
 			}
-			return fmt.Errorf("reshard: target %s: %w", t.Name, err)
+			return fmt.Errorf("reshard: %s: %w", t.Name, err)
 		}
 		if tc.applied, err = pglogrepl.ParseLSN(lsn); err != nil {
 			return err
@@ -74,24 +92,24 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 		}
 		if i == 0 {
 			if a.tables, err = loadTables(ctx, c, st.Tables); err != nil {
-				return fmt.Errorf("reshard: target %s: %w", t.Name, err)
+				return fmt.Errorf("reshard: %s: %w", t.Name, err)
 			}
 		}
 	}
 
-	repl, err := m.replicationConn(ctx, st)
+	repl, err := m.replicationConnTo(ctx, l.from, l.dsn)
 	if err != nil {
 		return err
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
-	err = pglogrepl.StartReplication(ctx, repl, st.Slot, start, pglogrepl.StartReplicationOptions{
+	err = pglogrepl.StartReplication(ctx, repl, l.slot, start, pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
-		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(st.Publication), "messages 'true'"},
+		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(l.pub), "messages 'true'"},
 	})
 	if err != nil {
-		return fmt.Errorf("reshard: source %s: start replication: %w", st.Source.Shard, err)
+		return fmt.Errorf("reshard: %s: start replication: %w", l.from, err)
 	}
-	m.o.Logger.Info("reshard: streaming", "workflow", name, "from", start)
+	m.o.Logger.Info("reshard: streaming", "workflow", name, "from", l.from, "at", start)
 
 	// flushed is what every target has committed, or what the source
 	// said it had sent while no transaction was open: the position
@@ -111,16 +129,18 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 			if err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
 				WALWritePosition: flushed, WALFlushPosition: flushed, WALApplyPosition: flushed, ReplyRequested: true,
 			}); err != nil {
-				return fmt.Errorf("reshard: source %s: status update: %w", st.Source.Shard, err)
+				return fmt.Errorf("reshard: %s: status update: %w", l.from, err)
 			}
 			cur, _, err := m.load(ctx, name)
 			if err != nil {
 				return err
 			}
-			if !streaming(cur.Phase) {
+			if !l.live(cur) {
 				return nil
 			}
-			h = holdOf(cur)
+			if l.holds {
+				h = holdOf(cur)
+			}
 			nextStatus = time.Now().Add(m.o.StatusInterval)
 		}
 		wake := nextStatus
@@ -139,11 +159,11 @@ func (m *Manager) stream(ctx context.Context, name string) error {
 			if pgconn.Timeout(err) {
 				continue
 			}
-			return fmt.Errorf("reshard: source %s: receive: %w", st.Source.Shard, err)
+			return fmt.Errorf("reshard: %s: receive: %w", l.from, err)
 		}
 		switch msg := raw.(type) {
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("reshard: source %s: %w", st.Source.Shard, pgconn.ErrorResponseToPgError(msg))
+			return fmt.Errorf("reshard: %s: %w", l.from, pgconn.ErrorResponseToPgError(msg))
 		case *pgproto3.CopyData:
 			switch msg.Data[0] {
 			case pglogrepl.PrimaryKeepaliveMessageByteID:

@@ -64,13 +64,25 @@ func (m *Manager) SwitchWrites(ctx context.Context, name string, o SwitchOptions
 	}
 
 	// The lag: what the source has committed so far must reach the
-	// targets within MaxLag.
+	// targets within MaxLag; writes then wait at the fence about as long.
 	lsn, err := m.mark(ctx, st)
 	if err != nil {
 		return st, err
 	}
 	if err := m.waitApplied(ctx, st, lsn, o.MaxLag); err != nil {
 		return st, fmt.Errorf("reshard: switch: the targets lag more than %v, nothing fenced: %w", o.MaxLag, err)
+	}
+	// Reverse replication, set up before any router writes to the
+	// targets; the streams skip each other's transactions.
+	noReverse, err := m.setupReverse(ctx, st)
+	if err != nil {
+		return st, fmt.Errorf("reshard: switch: set up the reverse replication, nothing fenced: %w", err)
+	}
+	if st, err = m.update(ctx, name, func(s *State) error {
+		s.Reverse, s.ReverseError = noReverse == "", noReverse
+		return nil
+	}); err != nil {
+		return st, err
 	}
 
 	cur, err := m.store.Current(ctx)
@@ -146,7 +158,6 @@ func (m *Manager) SwitchWrites(ctx context.Context, name string, o SwitchOptions
 	if err != nil {
 		return st, m.abortSwitch(ctx, name, err, before, hadFence)
 	}
-
 	// The point of no return: the targets have every write the source took.
 	next := cur.Clone()
 	next.Shards = slices.DeleteFunc(next.Shards, func(s topology.Shard) bool { return s.Name == st.Source.Shard })
@@ -249,6 +260,9 @@ func (m *Manager) Complete(ctx context.Context, name string) (*State, error) {
 		return st, err
 	}
 	if err := m.dropSource(ctx, st); err != nil {
+		return st, err
+	}
+	if err := m.dropReverse(ctx, st); err != nil {
 		return st, err
 	}
 	m.o.Logger.Info("reshard: completed", "workflow", name)

@@ -13,6 +13,8 @@
 //	pgshard schema add-table TABLE --key COLUMN | --reference
 //	pgshard schema remove-table TABLE
 //	pgshard schema tables
+//	pgshard reshard create NAME --source RANGE --target RANGE=DSN ...
+//	pgshard reshard run | status | verify | switch-writes | reverse | complete | cancel NAME
 //
 // The control database is named by --control or $PGSHARD_CONTROL; its DSN
 // and the map's may name passwords as ${VAR}. Every command takes --help;

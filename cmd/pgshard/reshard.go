@@ -25,7 +25,8 @@ Commands:
   status NAME          phase, rows copied, lag, warnings (no NAME: every workflow)
   verify NAME          compare the source's rows with the targets' at one position (the stream must run)
   switch-writes NAME   fence the source, wait for the targets, publish the map that gives them the range
-  complete NAME        after the switch: drop the slot and the publication; the source is retired
+  reverse NAME         after the switch: fence the targets, let the source catch up, give it its range back
+  complete NAME        after the switch: drop the slots and the publications; the source is retired
   cancel NAME          before the switch: drop the slot and the publication, empty the targets
 
 The workflow's state is kept in the control database (--control DSN, or $PGSHARD_CONTROL).
@@ -41,6 +42,7 @@ var reshardCommands = map[string]command{
 
 	"switch-writes": cmdReshardSwitch,
 	"complete":      cmdReshardComplete,
+	"reverse":       cmdReshardReverse,
 }
 
 // targetsFlag collects --target RANGE=DSN or NAME:RANGE=DSN.
@@ -203,7 +205,14 @@ func printStatus(w io.Writer, st *reshard.Status) {
 		fmt.Fprintf(w, "  slot     %s, active %t, lag %d bytes, %.1f s, holds %d KiB of WAL\n", st.Slot, st.SlotActive, st.LagBytes, st.LagSeconds, st.RetainedBytes>>10)
 	}
 	if st.SwitchedVersion != 0 {
-		fmt.Fprintf(w, "  switched at map version %d\n", st.SwitchedVersion)
+		rev := "reverse replication from the targets runs (reverse can undo the switch)"
+		if !st.Reverse {
+			rev = "no reverse replication: " + st.ReverseError
+		}
+		fmt.Fprintf(w, "  switched at map version %d; %s\n", st.SwitchedVersion, rev)
+	}
+	if st.ReversedVersion != 0 {
+		fmt.Fprintf(w, "  reversed at map version %d: the source owns its range again\n", st.ReversedVersion)
 	}
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "  WARNING  %s\n", warn)
@@ -320,4 +329,30 @@ func cmdReshardComplete(ctx context.Context, e *env, cmd string, args []string) 
 	}
 	fmt.Fprintf(e.out, "workflow %s completed: slot and publication dropped, source retired\n", rest[0])
 	return exitOK
+}
+
+func cmdReshardReverse(ctx context.Context, e *env, cmd string, args []string) int {
+	c := newGroupFlags(e, "reshard", cmd, "NAME", "Undo a switch: fence the targets (routers hold the writes they refuse), wait until the source has\n"+
+		"applied everything the targets took (the reverse streams of 'pgshard reshard run'), and publish the map\n"+
+		"version in which the source owns its range again. On timeout the targets are unfenced, nothing lost.")
+	timeout := c.fs.Duration("timeout", 10*time.Second, "from the targets' fence to the new map, at most")
+	reason := c.fs.String("reason", "", "why (stored with the map version)")
+	by := c.fs.String("by", "", "who asks (default user@host)")
+	rest, code, ok := c.parse(e, args, 1)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, true)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	st, err := m.Reverse(ctx, rest[0], reshard.ReverseOptions{Timeout: *timeout, Reason: *reason, By: *by})
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	return e.print(c, st, func(w io.Writer) {
+		fmt.Fprintf(w, "workflow %s reversed: map version %d gives %s back to shard %s; cancel drops the rest and empties the targets\n",
+			st.Name, st.ReversedVersion, st.Source.Range, st.Source.Shard)
+	})
 }

@@ -160,6 +160,11 @@ func run(ctx context.Context, out io.Writer, warm time.Duration, clients, users 
 		if err != nil {
 			return err
 		}
+		// The targets stream their changes back to the sources after the
+		// switch, so that it can be undone.
+		if err := sh.Primary.SuperExec(ctx, "ALTER ROLE pgshard REPLICATION"); err != nil {
+			return err
+		}
 		targets = append(targets, hide(sh.Primary.DSN()))
 		say("added %s (%s) to the running cluster", sh.Name, sh.Primary)
 	}
@@ -253,7 +258,7 @@ func run(ctx context.Context, out io.Writer, warm time.Duration, clients, users 
 			return err
 		}
 		switches = append(switches, window{from, time.Now()})
-		say("workflow %s: writes switched in %v: map version %d", sp.Name, time.Since(from).Round(time.Millisecond), st.SwitchedVersion)
+		say("workflow %s: writes switched in %v: map version %d (reverse replication: %t)", sp.Name, time.Since(from).Round(time.Millisecond), st.SwitchedVersion, st.Reverse)
 	}
 	sleep(ctx, warm)
 	stopLoad()
