@@ -15,6 +15,9 @@ import (
 	"github.com/pgshard/pgshard/topology"
 )
 
+// chaosLogical names the scenarios whose cluster runs wal_level = logical.
+var chaosLogical = map[string]bool{"ReshardUnderLoad": true}
+
 // 15. Reshard under load: the server follows a topology store; four empty
 // shards are added to the running cluster, and each half of the keyspace
 // is split onto two of them with package reshard (copy under a slot's

@@ -75,7 +75,7 @@ func TestChaos(t *testing.T) {
 	)
 	for _, sc := range chaosScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			c := startChaosCluster(t)
+			c := startChaosCluster(t, chaosLogical[sc.name])
 			servers = c.String()
 			e := newChaosEnv(t, sc.name, c, lengths)
 			res := sc.run(t, e)
@@ -96,12 +96,15 @@ func TestChaos(t *testing.T) {
 
 // startChaosCluster starts the dev cluster the issue prescribes: 2 shards,
 // each a primary and 2 streaming replicas.
-func startChaosCluster(t *testing.T) *pgcluster.Cluster {
+func startChaosCluster(t *testing.T, logical bool) *pgcluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// wal_level = logical: scenario 15 splits the shards with logical replication.
-	c, err := pgcluster.Start(ctx, pgcluster.Options{Shards: 2, Replicas: 2, Password: testPassword}.Logical())
+	o := pgcluster.Options{Shards: 2, Replicas: 2, Password: testPassword}
+	if logical {
+		o = o.Logical()
+	}
+	c, err := pgcluster.Start(ctx, o)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		assert.NoError(t, c.Close())
