@@ -47,3 +47,32 @@ func TestTruncateRefusedAndDDLStops(t *testing.T) {
 	_, err = src.Exec(ctx, "TRUNCATE posts")
 	require.NoError(t, err, "no guard once cancelled")
 }
+
+// An UPDATE that leaves a TOASTed value unchanged sends no value for it
+// ('u' in pgoutput): the target keeps its own, even when the primary key
+// changes.
+func TestUnchangedToastKept(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	src := connectDSN(t, e.source, e.db)
+	_, err := src.Exec(ctx, `INSERT INTO users VALUES (7, 'seven');
+		INSERT INTO posts SELECT 7, 1, string_agg(md5(random()::text), '') FROM generate_series(1, 2000)`)
+	require.NoError(t, err)
+	var external bool
+	require.NoError(t, src.QueryRow(ctx, `SELECT pg_column_size(body) > 2000 FROM posts WHERE id = 1`).Scan(&external))
+	require.True(t, external, "the body is stored out of line (TOAST)")
+	_, err = e.m.Create(ctx, e.spec("toast"))
+	require.NoError(t, err)
+	runCtx, kill := context.WithCancel(ctx)
+	defer kill()
+	done := make(chan error, 1)
+	go func() { done <- e.m.Run(runCtx, "toast") }()
+	waitPhase(t, e, "toast", reshard.PhaseStreaming)
+
+	_, err = src.Exec(ctx, `UPDATE posts SET id = 2 WHERE user_id = 7 AND id = 1; UPDATE users SET name = 'seven!' WHERE id = 7`)
+	require.NoError(t, err)
+	require.NoError(t, e.m.CatchUp(ctx, "toast", time.Minute))
+	e.requireSame(t)
+	kill()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
