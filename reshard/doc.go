@@ -36,4 +36,12 @@
 // TRUNCATE of a declared table is refused on the source while a workflow
 // runs, and a change to a moving table's columns stops the workflow with
 // an error that names the table.
+//
+// What it does not do: an UPDATE that changes a row's key so that the row
+// moves between two targets while a TOASTed column is left unchanged stops
+// the workflow (the stream does not carry that value); Verify starts over
+// when interrupted; writes made on the source after its fence by a client
+// that is not a router (no pgshard.map_version) are not carried over; and
+// the slot does not survive a failover of the source's primary before
+// PostgreSQL 17 (the workflow stops with ErrSlotLost).
 package reshard
