@@ -61,6 +61,9 @@ type (
 		Caches        []cacheDoc  `json:"caches"`
 		HTTP          httpSummary `json:"http"`
 		Map           mapDoc      `json:"map"`
+		// Reshard lists the resharding workflows of the store the router
+		// follows (none for a static map).
+		Reshard []reshardDoc `json:"reshard"`
 		// History is the server's samples taken after ?since= (Unix ms;
 		// 0 or none: the whole last 10 minutes), oldest first.
 		History             []sample `json:"history"`
@@ -151,6 +154,7 @@ func (s *Server) shardsJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	d := s.shardsDoc(s.r.Stats())
 	d.History, d.HistoryEverySeconds = s.hist.since(since), historyEvery.Seconds()
+	d.Reshard = s.reshardDocs(r.Context())
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, d)
 }

@@ -106,7 +106,7 @@ func Run(ctx context.Context, f Config, stdout, stderr io.Writer) error {
 	srv, err := New(ctx, r, Options{
 		NodeID: f.NodeID, Rate: f.Rate, Burst: f.Burst, TrustedProxies: f.TrustedProxies, RequestTimeout: f.RequestTimeout,
 		Cache: topo.Cache, Logger: log, Redactor: red, Instance: ln.Addr().String(), MaxLag: topo.MaxLag(),
-		Tracer: tracer,
+		Tracer: tracer, Store: store, StoreLookup: lookup,
 	})
 	if err != nil {
 		return err

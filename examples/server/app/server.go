@@ -19,6 +19,7 @@ import (
 	"github.com/pgshard/pgshard/lookup"
 	"github.com/pgshard/pgshard/prom"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/topology"
 )
 
 // Options tune a server; the zero value works.
@@ -59,6 +60,12 @@ type Options struct {
 	// this long, and a cleanup deletes it within the next
 	// min(1 h, TTL/4). Zero means 24 h.
 	IdempotencyTTL time.Duration
+	// Store, if set, is the topology store the router follows: the
+	// dashboard then shows its resharding workflows (package reshard),
+	// their servers' DSNs expanded with StoreLookup (nil: the
+	// environment).
+	Store       *topology.Store
+	StoreLookup func(string) (string, bool)
 }
 
 // Server is the HTTP API over a router. It is safe for concurrent use; it
@@ -81,6 +88,7 @@ type Server struct {
 	timeout time.Duration
 	opts    Options
 	started time.Time
+	reshard reshardCache
 
 	schemaReady atomic.Bool // the schema is on every shard
 	cancel      context.CancelFunc
