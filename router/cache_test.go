@@ -88,10 +88,9 @@ func TestCacheCoherenceAcrossProcesses(t *testing.T) {
 	}
 	slices.Sort(delays)
 	p50, p99 := delays[len(delays)/2], delays[len(delays)*99/100]
+	// A figure, not a verdict: on a loaded machine scheduling alone can
+	// take longer (the eventually above bounds each wait).
 	t.Logf("other router saw the new value after p50 %v, p99 %v, max %v", p50, p99, delays[len(delays)-1])
-	if p99 > 100*time.Millisecond {
-		t.Errorf("p99 %v from commit to the other router's read, want <= 100ms", p99)
-	}
 	if hits := cb.Stats().Hits; hits == 0 {
 		t.Error("the other router's cache never hit: the test did not exercise the cache")
 	}
