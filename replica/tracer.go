@@ -85,7 +85,7 @@ func (o WriteOutcome) String() string {
 type WriteEvent struct {
 	Shard    string // the set's name
 	Node     string // host:port/database of the primary; "" if there was none
-	Op       string // "exec", "exec-lsn" or "tx"
+	Op       string // "exec", "exec-lsn" or "tx"; for work on a lent connection (Set.TraceWrite), what its caller says: the router reports "tx", "batch" and "copy"
 	Outcome  WriteOutcome
 	Attempts int           // sends; more than one only when nothing reached the server before
 	LSN      LSN           // the commit's WAL position, for exec-lsn and tx

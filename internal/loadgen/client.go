@@ -166,6 +166,10 @@ type response struct {
 	status int
 	body   []byte
 	err    error
+	// unknown: an earlier send of the same POST left its outcome unknown,
+	// and no answer since has settled it (a 5xx to a retry says only that
+	// the retry committed nothing).
+	unknown bool
 }
 
 // maxRetries is how many times a POST whose outcome is unknown (a 504, or
@@ -179,12 +183,15 @@ func (c *client) post(ctx context.Context, rt route, path string, body any) resp
 	c.seq++
 	key := fmt.Sprintf("lg-%x-%d-%d", c.run.runID, c.id, c.seq)
 	r := c.do(ctx, rt, "POST", path, body, key)
-	for attempt := 1; attempt <= maxRetries && outcomeUnknown(r); attempt++ {
+	unknown := false
+	for attempt := 1; attempt <= maxRetries && (outcomeUnknown(r) || unknown && r.status >= 500); attempt++ {
+		unknown = true
 		c.retries++
 		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		r = c.do(ctx, rt, "POST", path, body, key)
 	}
-	if outcomeUnknown(r) {
+	r.unknown = outcomeUnknown(r) || unknown && r.status >= 500
+	if r.unknown {
 		c.unresolved++
 	}
 	return r
@@ -438,7 +445,7 @@ func (c *client) createPost(ctx context.Context) {
 	u.sent++
 	body := c.newBody()
 	r := c.post(ctx, routeCreatePost, "/users/"+u.id+"/posts", map[string]string{"body": body})
-	if r.status >= 500 && r.status != http.StatusGatewayTimeout {
+	if r.status >= 500 && !r.unknown {
 		u.refused = append(u.refused, postMark(body))
 	}
 	switch r.status {

@@ -26,6 +26,10 @@ type api struct {
 	// whose outcome is unknown; a retry with its Idempotency-Key gets the
 	// first answer, unless ignoreKeys, when it makes the post again.
 	lostAnswers, ignoreKeys bool
+	// retriesRefused: with lostAnswers, a retry with the key is answered
+	// 503, as by a server that cannot reach the shard to look the key up;
+	// the post was kept all the same.
+	retriesRefused bool
 	// twoOwners gives an email to every user who asks, not only the first.
 	twoOwners bool
 	// keepOldEmails: an email a user gave up still finds that user.
@@ -69,6 +73,10 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.noKey++
 	}
 	if b, ok := a.keys[key]; ok && r.Method == "POST" && !a.ignoreKeys {
+		if a.retriesRefused {
+			reply(503, map[string]string{"error": "database did not answer in time"})
+			return
+		}
 		w.WriteHeader(201)
 		w.Write(b)
 		return
@@ -192,6 +200,9 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 		{"lost answers, keys honoured", func(a *api) { a.lostAnswers = true }, false},
 		{"lost answers, keys ignored", func(a *api) { a.lostAnswers, a.ignoreKeys = true, true }, true},
 		{"posts refused 503 but kept", func(a *api) { a.phantoms = true }, true},
+		// A 503 to a retry says nothing of the first send, which may have
+		// committed: the post stays unknown, and is no phantom.
+		{"lost answers, retries refused", func(a *api) { a.lostAnswers, a.retriesRefused = true, true }, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,6 +223,10 @@ func TestRunFindsInjectedViolations(t *testing.T) {
 			if a.phantoms {
 				assert.NotZero(t, rep.Verify.Phantoms, "refused posts found")
 				assert.Contains(t, out.String(), "refused but committed")
+			}
+			if a.retriesRefused {
+				assert.Zero(t, rep.Verify.Phantoms, "posts whose first answer was a 504 counted as refused")
+				assert.NotZero(t, rep.Unresolved, "POSTs left unknown")
 			}
 			if a.lostAnswers {
 				assert.NotZero(t, rep.Retries, "POSTs retried after a 504")
