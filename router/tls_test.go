@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/internal/pgcluster"
@@ -21,7 +19,9 @@ import (
 func TestTLS(t *testing.T) {
 	ctx := context.Background()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{Replicas: 1, TLS: true})
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
 	verify := func(dsn string) string {
 		return strings.Replace(dsn, "sslmode=disable", "sslmode=verify-full&sslrootcert="+c.CAFile(), 1)
@@ -33,8 +33,9 @@ func TestTLS(t *testing.T) {
 		Cache:   cache.Options{Capacity: 100},
 	}
 	r := open(t, cfg)
-	_, err = r.User(1).Exec(ctx, "CREATE TABLE IF NOT EXISTS t (id int)")
-	require.NoError(t, err)
+	if _, err := r.User(1).Exec(ctx, "CREATE TABLE IF NOT EXISTS t (id int)"); err != nil {
+		t.Fatal(err)
+	}
 	const encrypted = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 	for _, read := range []struct {
 		name string
@@ -42,20 +43,29 @@ func TestTLS(t *testing.T) {
 	}{{"replica", ctx}, {"primary", router.WithPrimary(ctx)}} {
 		info := &router.ReadInfo{}
 		var ssl bool
-		require.NoError(t, r.User(1).QueryRow(router.WithReadInfo(read.ctx, info), encrypted).Scan(&ssl))
-		assert.True(t, ssl, "%s read: not encrypted", read.name)
-		assert.Equal(t, read.name, info.ServedBy(), "%s read: served by", read.name)
+		if err := r.User(1).QueryRow(router.WithReadInfo(read.ctx, info), encrypted).Scan(&ssl); err != nil {
+			t.Fatal(err)
+		}
+		if !ssl || info.ServedBy() != read.name {
+			t.Errorf("%s read: ssl %v, served by %q", read.name, ssl, info.ServedBy())
+		}
 	}
 	eventually(t, 5*time.Second, "listener up over TLS", func() bool { return r.Stats().Shards[0].Listening })
 	// Every connection of the pgshard role to the primary is encrypted,
 	// the listener's and the checker's included.
 	conn, err := pgx.Connect(ctx, sh.Primary.SuperDSN())
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close(ctx)
 	var plain int
-	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-		WHERE a.usename = 'pgshard' AND NOT s.ssl`).Scan(&plain))
-	assert.Zero(t, plain, "connections of the router that are not encrypted")
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+		WHERE a.usename = 'pgshard' AND NOT s.ssl`).Scan(&plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain != 0 {
+		t.Errorf("%d connections of the router are not encrypted", plain)
+	}
 
 	// Without the CA, verify-full refuses the server: Open fails.
 	bad := cfg
@@ -63,7 +73,8 @@ func TestTLS(t *testing.T) {
 	bad.Shards = []router.ShardConfig{{Range: "-", Primary: strings.Replace(sh.Primary.DSN(), "sslmode=disable", "sslmode=verify-full", 1)}}
 	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if r, err := router.Open(octx, bad); !assert.Error(t, err, "Open with verify-full and no CA for a self-signed server succeeded") {
+	if r, err := router.Open(octx, bad); err == nil {
 		r.Close()
+		t.Error("Open with verify-full and no CA for a self-signed server succeeded")
 	}
 }

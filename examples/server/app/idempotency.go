@@ -25,7 +25,8 @@ import (
 // A user's posts are keyed on the user's shard. A new user is keyed on the
 // shard that the key itself hashes to, and its ID is drawn until it falls
 // on that shard too (as many draws as there are shards, on average), so
-// that the user and its key are one transaction.
+// that the user and its key are one transaction; a new map that parts
+// them before it commits makes it draw again (keyeduser.go).
 //
 // Keys are kept for Options.IdempotencyTTL (default 24 h); a cleanup on
 // every shard, each hour or each TTL/4 if shorter, deletes older ones, and

@@ -89,6 +89,7 @@ type Server struct {
 	opts    Options
 	started time.Time
 	reshard reshardCache
+	drewID  func(id int64) // tests: called after a keyed create draws its ID, before it writes it
 
 	schemaReady atomic.Bool // the schema is on every shard
 	cancel      context.CancelFunc

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/lookup"
 	"github.com/pgshard/pgshard/router"
-	"github.com/pgshard/pgshard/shard"
 )
 
 // user is a row of users with its JSON answer encoded once, so that a
@@ -85,81 +83,28 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	created := s.now()
-	request := []byte(name) // what an Idempotency-Key's answer stands for
-	if email != "" {
-		request = append(append(request, 0), email...)
-	}
-	var claim *lookup.Claim
-	insert := func(tx pgx.Tx, id int64) error {
-		if claim != nil {
-			if err := claim.Record(ctx, tx); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, email, created_at) VALUES ($1, $2, NULLIF($3, ''), $4)", id, name, email, created); err != nil {
-			return err
-		}
-		// A "not found" for this ID may be cached (NegativeTTL).
-		return router.Invalidate(ctx, tx, userKey(id))
-	}
+	c := creation{name: name, email: email, created: s.now()}
 	if key != "" {
-		// The key's shard holds the key and the user: one transaction.
-		t := s.r.Key(shard.HashString(key))
-		id, err := s.idOn(t)
-		if err != nil {
-			return err
-		}
-		// The email's lookup row is written first; a key already used
-		// replays its answer even though the email is now "taken".
-		if claim, err = s.claimEmail(ctx, email, id); errors.Is(err, lookup.ErrDuplicate) {
-			claim = nil
-			ans, replayed, rerr := once(ctx, t, "POST /users", key, request, func(tx pgx.Tx) (stored, error) {
-				return stored{}, emailTaken(email)
-			})
-			if rerr == nil && replayed {
-				s.userHeaders(w, t, "primary")
-				replay(w, r, ans)
-				return nil
-			}
-			return emailTaken(email)
-		} else if err != nil {
-			return err
-		}
-		ans, replayed, err := once(ctx, t, "POST /users", key, request, func(tx pgx.Tx) (stored, error) {
-			return stored{http.StatusCreated, newUser(id, name, email, created, t.Shard()).body}, insert(tx, id)
-		})
-		if err != nil {
-			return s.abandon(ctx, claim, err)
-		}
-		if replayed && claim != nil {
-			_ = s.abandon(ctx, claim, errReplayed)
-		}
-		s.userHeaders(w, t, "primary")
-		if replayed {
-			replay(w, r, ans)
-			return nil
-		}
-		w.Header().Set("Location", "/users/"+strconv.FormatInt(id, 10))
-		setToken(w, r)
-		writeBody(w, ans.status, ans.body)
-		return nil
+		return s.createKeyed(w, r, key, c)
 	}
+	ctx := r.Context()
 	id, err := s.ids.Next()
 	if err != nil {
 		return noID(err)
 	}
-	t := s.r.User(id)
-	if claim, err = s.claimEmail(ctx, email, id); errors.Is(err, lookup.ErrDuplicate) {
+	claim, err := s.claimEmail(ctx, email, id)
+	if errors.Is(err, lookup.ErrDuplicate) {
 		return emailTaken(email)
 	} else if err != nil {
 		return err
 	}
-	if err := t.Tx(ctx, func(tx pgx.Tx) error { return insert(tx, id) }); err != nil {
+	// Routed by the ID: a write a reshard's fence refuses is sent again to
+	// the ID's new shard.
+	if err := s.r.User(id).Tx(ctx, func(tx pgx.Tx) error { return c.insert(ctx, tx, id, claim) }); err != nil {
 		return s.abandon(ctx, claim, err)
 	}
-	u := newUser(id, name, email, created, t.Shard())
+	t := s.r.User(id) // where it was written, should a new map have moved it meanwhile
+	u := newUser(id, name, email, c.created, t.Shard())
 	w.Header().Set("Location", "/users/"+strconv.FormatInt(id, 10))
 	s.userHeaders(w, t, "primary")
 	setToken(w, r)
@@ -167,21 +112,34 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// idOn draws IDs until one falls on t's shard: a user created under an
-// idempotency key lives on the key's shard. With n equal shards it takes n
-// draws on average; the bound only guards against a map with a tiny shard.
-func (s *Server) idOn(t router.Target) (int64, error) {
-	const draws = 1 << 16
-	for range draws {
-		id, err := s.ids.Next()
-		if err != nil {
-			return 0, noID(err)
-		}
-		if s.r.User(id).Shard() == t.Shard() {
-			return id, nil
+// creation is a new user as POST /users asks for it, before it has an ID.
+type creation struct {
+	name, email string
+	created     time.Time
+}
+
+// request is what an Idempotency-Key's answer stands for.
+func (c creation) request() []byte {
+	b := []byte(c.name)
+	if c.email != "" {
+		b = append(append(b, 0), c.email...)
+	}
+	return b
+}
+
+// insert writes the user row with ID id in tx, and records the email's
+// claim (nil: none) in the same transaction.
+func (c creation) insert(ctx context.Context, tx pgx.Tx, id int64, claim *lookup.Claim) error {
+	if claim != nil {
+		if err := claim.Record(ctx, tx); err != nil {
+			return err
 		}
 	}
-	return 0, fmt.Errorf("no user ID on shard %s in %d draws", t.Shard(), draws)
+	if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, email, created_at) VALUES ($1, $2, NULLIF($3, ''), $4)", id, c.name, c.email, c.created); err != nil {
+		return err
+	}
+	// A "not found" for this ID may be cached (NegativeTTL).
+	return router.Invalidate(ctx, tx, userKey(id))
 }
 
 // GET /users/{id} -> 200 user, from the cache when it can.
