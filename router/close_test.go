@@ -2,11 +2,12 @@ package router_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/pgshard/pgshard/cache"
@@ -21,9 +22,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	cfg := config(t, cluster)
 	cfg.Cache = cache.Options{Capacity: 100, TTL: time.Minute}
 	r, err := router.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c := router.NewCache[string](r, "names", cache.Options{})
 	eventually(t, 5*time.Second, "listeners up", func() bool {
 		for _, s := range r.Stats().Shards {
@@ -34,24 +33,14 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 		return true
 	})
 	var n int
-	if err := r.User(1).QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Get(ctx, r.User(1), "k", func(context.Context) (string, error) { return "v", nil }); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r.User(1).QueryRow(ctx, "SELECT 1").Scan(&n))
+	_, err = c.Get(ctx, r.User(1), "k", func(context.Context) (string, error) { return "v", nil })
+	require.NoError(t, err)
 	r.Close()
 	r.Close() // idempotent
-	if err := goleak.Find(before); err != nil {
-		t.Error(err)
-	}
-	if _, err := r.User(1).Exec(ctx, "SELECT 1"); !errors.Is(err, router.ErrClosed) {
-		t.Errorf("Exec after Close: %v, want ErrClosed", err)
-	}
-	if err := r.User(1).QueryRow(ctx, "SELECT 1").Scan(&n); !errors.Is(err, router.ErrClosed) {
-		t.Errorf("QueryRow after Close: %v, want ErrClosed", err)
-	}
-	if err := r.User(1).Tx(ctx, func(pgx.Tx) error { return nil }); !errors.Is(err, router.ErrClosed) {
-		t.Errorf("Tx after Close: %v, want ErrClosed", err)
-	}
+	assert.NoError(t, goleak.Find(before))
+	_, err = r.User(1).Exec(ctx, "SELECT 1")
+	assert.ErrorIs(t, err, router.ErrClosed, "Exec after Close")
+	assert.ErrorIs(t, r.User(1).QueryRow(ctx, "SELECT 1").Scan(&n), router.ErrClosed, "QueryRow after Close")
+	assert.ErrorIs(t, r.User(1).Tx(ctx, func(pgx.Tx) error { return nil }), router.ErrClosed, "Tx after Close")
 }

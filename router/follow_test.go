@@ -110,7 +110,7 @@ func userIn(t *testing.T, r shard.Range) int64 {
 			return id
 		}
 	}
-	t.Fatal("no user in range")
+	require.FailNow(t, "no user in range")
 	return 0
 }
 
@@ -273,7 +273,7 @@ func TestFollowReplicasUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if p := firstErr.Load(); p != nil {
-		t.Fatalf("%d of %d operations failed; first: %v", failures.Load(), ops.Load(), *p)
+		require.NoError(t, *p, "%d of %d operations failed; the first", failures.Load(), ops.Load())
 	}
 	require.Positive(t, ops.Load())
 }

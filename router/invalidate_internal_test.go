@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestEncodeKeysSplitsPayloads(t *testing.T) {
@@ -13,31 +16,19 @@ func TestEncodeKeysSplitsPayloads(t *testing.T) {
 		keys = append(keys, fmt.Sprintf("user:%d:\"quoted\"\n", i))
 	}
 	payloads, err := encodeKeys(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(payloads) < 2 {
-		t.Fatalf("%d payloads for %d keys, want several", len(payloads), len(keys))
-	}
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(payloads), 2, "%d payloads for %d keys, want several", len(payloads), len(keys))
 	var back []string
 	for _, p := range payloads {
-		if len(p) > maxPayload {
-			t.Errorf("payload of %d bytes, over %d", len(p), maxPayload)
-		}
+		assert.LessOrEqual(t, len(p), maxPayload, "payload of %d bytes, over %d", len(p), maxPayload)
 		got, ok := decodeKeys(p)
-		if !ok {
-			t.Fatalf("payload %.40q does not decode", p)
-		}
+		require.True(t, ok, "payload %.40q does not decode", p)
 		back = append(back, got...)
 	}
-	if !slices.Equal(back, keys) {
-		t.Errorf("keys do not survive the round trip: %d in, %d out", len(keys), len(back))
-	}
+	assert.True(t, slices.Equal(back, keys), "keys do not survive the round trip: %d in, %d out", len(keys), len(back))
 
-	if _, err := encodeKeys([]string{strings.Repeat("k", maxPayload)}); err == nil {
-		t.Error("a key longer than a payload was accepted")
-	}
-	if _, ok := decodeKeys("not json"); ok {
-		t.Error("a foreign payload decoded")
-	}
+	_, err = encodeKeys([]string{strings.Repeat("k", maxPayload)})
+	assert.Error(t, err, "a key longer than a payload was accepted")
+	_, ok := decodeKeys("not json")
+	assert.False(t, ok, "a foreign payload decoded")
 }

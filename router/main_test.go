@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/internal/pgcluster"
 	"github.com/pgshard/pgshard/replica"
 	"github.com/pgshard/pgshard/router"
@@ -52,9 +54,7 @@ func open(t testing.TB, cfg router.Config) *router.Router {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	r, err := router.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(r.Close)
 	return r
 }
@@ -67,7 +67,7 @@ func shardOf(t testing.TB, r *router.Router, name string) pgcluster.Shard {
 			return cluster.Shards()[i]
 		}
 	}
-	t.Fatalf("no shard %q", name)
+	require.FailNowf(t, "no such shard", "no shard %q", name)
 	return pgcluster.Shard{}
 }
 
@@ -76,7 +76,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %v", what, timeout)
+			require.FailNowf(t, "not in time", "%s: not within %v", what, timeout)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -90,8 +90,6 @@ func schema(t testing.TB, r *router.Router) {
 		"CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text NOT NULL)",
 		"CREATE TABLE IF NOT EXISTS posts (user_id bigint, id bigint, body text, PRIMARY KEY (user_id, id))",
 	} {
-		if err := r.ExecAll(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, r.ExecAll(ctx, stmt))
 	}
 }

@@ -2,7 +2,6 @@ package router_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/shard"
@@ -53,19 +54,13 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 			r, err := router.Open(context.Background(), cfg)
 			if err == nil {
 				r.Close()
-				t.Fatal("Open succeeded")
 			}
-			if !errors.Is(err, router.ErrInvalidConfig) {
-				t.Errorf("error %v does not wrap ErrInvalidConfig", err)
-			}
+			require.Error(t, err, "Open succeeded")
+			assert.ErrorIs(t, err, router.ErrInvalidConfig)
 			for _, s := range tc.mention {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not say %q", err, s)
-				}
+				assert.ErrorContains(t, err, s)
 			}
-			if strings.Contains(err.Error(), "s3cret") {
-				t.Errorf("error %q shows a password", err)
-			}
+			assert.NotContains(t, err.Error(), "s3cret", "the error shows a password")
 		})
 	}
 }
@@ -77,11 +72,10 @@ func TestOpenFailsWithNoReachablePrimary(t *testing.T) {
 	r, err := router.Open(ctx, cfg)
 	if err == nil {
 		r.Close()
-		t.Fatal("Open succeeded with no reachable primary")
 	}
-	if !strings.Contains(err.Error(), "127.0.0.1:1/db") || !strings.Contains(err.Error(), "connect") {
-		t.Errorf("error %q does not say which node failed and why", err)
-	}
+	require.Error(t, err, "Open succeeded with no reachable primary")
+	assert.ErrorContains(t, err, "127.0.0.1:1/db", "the error says which node failed")
+	assert.ErrorContains(t, err, "connect", "the error says why the node failed")
 
 	// A wrong password: the error says so, without the password.
 	bad := config(t, cluster)
@@ -91,8 +85,9 @@ func TestOpenFailsWithNoReachablePrimary(t *testing.T) {
 	bad.Shards[0].Replicas = nil
 	bad.Replica.ConnectTimeout = time.Second
 	_, err = router.Open(ctx, bad)
-	if err == nil || !strings.Contains(err.Error(), "password authentication failed") || strings.Contains(err.Error(), "Wr0ngPassw0rd") {
-		t.Errorf("Open with a wrong password: %v; want the server's reason, without the password", err)
+	if assert.Error(t, err, "Open with a wrong password") {
+		assert.ErrorContains(t, err, "password authentication failed", "Open with a wrong password: want the server's reason")
+		assert.NotContains(t, err.Error(), "Wr0ngPassw0rd", "Open with a wrong password: the error shows the password")
 	}
 }
 
@@ -101,47 +96,30 @@ func TestRouting(t *testing.T) {
 	ctx := context.Background()
 	r := open(t, config(t, cluster))
 	schema(t, r)
-	if err := r.ExecAll(ctx, "CREATE TABLE IF NOT EXISTS routed (id bigint PRIMARY KEY)"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.ExecAll(ctx, "TRUNCATE routed"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r.ExecAll(ctx, "CREATE TABLE IF NOT EXISTS routed (id bigint PRIMARY KEY)"))
+	require.NoError(t, r.ExecAll(ctx, "TRUNCATE routed"))
 	const users = 10000
 	for id := int64(1); id <= users; id++ {
-		if _, err := r.User(id).Exec(ctx, "INSERT INTO routed VALUES ($1)", id); err != nil {
-			t.Fatal(err)
-		}
+		_, err := r.User(id).Exec(ctx, "INSERT INTO routed VALUES ($1)", id)
+		require.NoError(t, err)
 	}
 	total := 0
 	for i, name := range r.Map().Shards() {
 		rng, _ := r.Map().Range(name)
 		conn, err := pgx.Connect(ctx, cluster.Shards()[i].Primary.DSN())
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		rows, err := conn.Query(ctx, "SELECT id FROM routed")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		conn.Close(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for _, id := range ids {
-			if !rng.Contains(shard.HashInt64(id)) {
-				t.Fatalf("user %d is on shard %s (%s), outside its range", id, name, rng)
-			}
+			require.True(t, rng.Contains(shard.HashInt64(id)), "user %d is on shard %s (%s), outside its range", id, name, rng)
 		}
-		if len(ids) < users/4*9/10 {
-			t.Errorf("shard %s holds %d users, want about %d", name, len(ids), users/4)
-		}
+		assert.GreaterOrEqual(t, len(ids), users/4*9/10, "shard %s holds %d users, want about %d", name, len(ids), users/4)
 		total += len(ids)
 	}
-	if total != users {
-		t.Errorf("%d rows across the shards, want %d", total, users)
-	}
+	assert.Equal(t, users, total, "rows across the shards")
 }
 
 func TestSessionReadYourWrites(t *testing.T) {
@@ -152,9 +130,8 @@ func TestSessionReadYourWrites(t *testing.T) {
 	target := r.User(id)
 	sh := shardOf(t, r, target.Shard())
 	rep := sh.Replicas[0]
-	if _, err := target.Exec(ctx, "INSERT INTO users VALUES ($1, '0') ON CONFLICT (id) DO UPDATE SET name = '0'", id); err != nil {
-		t.Fatal(err)
-	}
+	_, err := target.Exec(ctx, "INSERT INTO users VALUES ($1, '0') ON CONFLICT (id) DO UPDATE SET name = '0'", id)
+	require.NoError(t, err)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -181,37 +158,26 @@ func TestSessionReadYourWrites(t *testing.T) {
 	for i := 1; i <= 2000; i++ {
 		// Carry the session through its token, as an HTTP client would.
 		parsed, err := router.ParseSession(sess.Token())
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		sctx := router.WithSession(ctx, parsed)
-		if _, err := target.Exec(sctx, "UPDATE users SET name = $2 WHERE id = $1", id, fmt.Sprint(i)); err != nil {
-			t.Fatal(err)
-		}
+		_, err = target.Exec(sctx, "UPDATE users SET name = $2 WHERE id = $1", id, fmt.Sprint(i))
+		require.NoError(t, err)
 		info := &router.ReadInfo{}
 		var name string
-		if err := target.QueryRow(router.WithReadInfo(sctx, info), "SELECT name FROM users WHERE id = $1", id).Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		if name != fmt.Sprint(i) {
-			t.Fatalf("pair %d: read %q from the %s, missing its own write", i, name, info.ServedBy())
-		}
+		require.NoError(t, target.QueryRow(router.WithReadInfo(sctx, info), "SELECT name FROM users WHERE id = $1", id).Scan(&name))
+		require.Equal(t, fmt.Sprint(i), name, "pair %d: read from the %s, missing its own write", i, info.ServedBy())
 		if info.ServedBy() == "replica" {
 			fromReplica++
 		}
 		sess = parsed
 	}
 	t.Logf("%d of 2000 session reads served by the replica", fromReplica)
-	if fromReplica == 0 {
-		t.Error("no session read was served by the replica")
-	}
+	assert.NotZero(t, fromReplica, "no session read was served by the replica")
 }
 
 func TestSessionToken(t *testing.T) {
 	s := router.NewSession()
-	if tok := s.Token(); tok != "1." {
-		t.Errorf("empty session token = %q, want 1.", tok)
-	}
+	assert.Equal(t, "1.", s.Token(), "empty session token")
 	tests := []struct {
 		name, token, mention string
 	}{
@@ -225,9 +191,8 @@ func TestSessionToken(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := router.ParseSession(tc.token)
-			if err == nil || !errors.Is(err, router.ErrInvalidToken) || !strings.Contains(err.Error(), tc.mention) {
-				t.Errorf("ParseSession(%.20q) = %v, want ErrInvalidToken saying %q", tc.token, err, tc.mention)
-			}
+			assert.ErrorIs(t, err, router.ErrInvalidToken, "ParseSession(%.20q)", tc.token)
+			assert.ErrorContains(t, err, tc.mention, "ParseSession(%.20q)", tc.token)
 		})
 	}
 }
@@ -242,11 +207,7 @@ func FuzzParseSession(f *testing.F) {
 			return
 		}
 		again, err := router.ParseSession(s.Token())
-		if err != nil {
-			t.Fatalf("token %q parsed, but its re-encoding %q does not: %v", token, s.Token(), err)
-		}
-		if again.Token() != s.Token() {
-			t.Fatalf("token does not round-trip: %q then %q", s.Token(), again.Token())
-		}
+		require.NoError(t, err, "token %q parsed, but its re-encoding %q does not", token, s.Token())
+		require.Equal(t, s.Token(), again.Token(), "token does not round-trip")
 	})
 }

@@ -102,6 +102,6 @@ func TestFollowSwitchoverUnderLoad(t *testing.T) {
 	t.Logf("%d writes acknowledged, %d failed", len(acked), failures.Load())
 	require.Zero(t, lost, "acknowledged writes missing on the new primary")
 	if p := firstErr.Load(); p != nil {
-		t.Fatalf("%d writes failed; first: %v", failures.Load(), *p)
+		require.NoError(t, *p, "%d writes failed; the first", failures.Load())
 	}
 }

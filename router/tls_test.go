@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/cache"
 	"github.com/pgshard/pgshard/internal/pgcluster"
@@ -19,9 +21,7 @@ import (
 func TestTLS(t *testing.T) {
 	ctx := context.Background()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{Replicas: 1, TLS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer c.Close()
 	verify := func(dsn string) string {
 		return strings.Replace(dsn, "sslmode=disable", "sslmode=verify-full&sslrootcert="+c.CAFile(), 1)
@@ -33,9 +33,8 @@ func TestTLS(t *testing.T) {
 		Cache:   cache.Options{Capacity: 100},
 	}
 	r := open(t, cfg)
-	if _, err := r.User(1).Exec(ctx, "CREATE TABLE IF NOT EXISTS t (id int)"); err != nil {
-		t.Fatal(err)
-	}
+	_, err = r.User(1).Exec(ctx, "CREATE TABLE IF NOT EXISTS t (id int)")
+	require.NoError(t, err)
 	const encrypted = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 	for _, read := range []struct {
 		name string
@@ -43,29 +42,20 @@ func TestTLS(t *testing.T) {
 	}{{"replica", ctx}, {"primary", router.WithPrimary(ctx)}} {
 		info := &router.ReadInfo{}
 		var ssl bool
-		if err := r.User(1).QueryRow(router.WithReadInfo(read.ctx, info), encrypted).Scan(&ssl); err != nil {
-			t.Fatal(err)
-		}
-		if !ssl || info.ServedBy() != read.name {
-			t.Errorf("%s read: ssl %v, served by %q", read.name, ssl, info.ServedBy())
-		}
+		require.NoError(t, r.User(1).QueryRow(router.WithReadInfo(read.ctx, info), encrypted).Scan(&ssl))
+		assert.True(t, ssl, "%s read: not encrypted", read.name)
+		assert.Equal(t, read.name, info.ServedBy(), "%s read: served by", read.name)
 	}
 	eventually(t, 5*time.Second, "listener up over TLS", func() bool { return r.Stats().Shards[0].Listening })
 	// Every connection of the pgshard role to the primary is encrypted,
 	// the listener's and the checker's included.
 	conn, err := pgx.Connect(ctx, sh.Primary.SuperDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close(ctx)
 	var plain int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-		WHERE a.usename = 'pgshard' AND NOT s.ssl`).Scan(&plain); err != nil {
-		t.Fatal(err)
-	}
-	if plain != 0 {
-		t.Errorf("%d connections of the router are not encrypted", plain)
-	}
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+		WHERE a.usename = 'pgshard' AND NOT s.ssl`).Scan(&plain))
+	assert.Zero(t, plain, "connections of the router that are not encrypted")
 
 	// Without the CA, verify-full refuses the server: Open fails.
 	bad := cfg
@@ -73,8 +63,7 @@ func TestTLS(t *testing.T) {
 	bad.Shards = []router.ShardConfig{{Range: "-", Primary: strings.Replace(sh.Primary.DSN(), "sslmode=disable", "sslmode=verify-full", 1)}}
 	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if r, err := router.Open(octx, bad); err == nil {
+	if r, err := router.Open(octx, bad); !assert.Error(t, err, "Open with verify-full and no CA for a self-signed server succeeded") {
 		r.Close()
-		t.Error("Open with verify-full and no CA for a self-signed server succeeded")
 	}
 }
