@@ -71,7 +71,7 @@
 // was answered for Options.AttemptTimeout; a read that is merely slow on a
 // node that answers its checks keeps waiting. A frozen replica costs a read
 // about AttemptTimeout, not the caller's whole timeout. No timer is set
-// per read: one sweeper per set, four times per AttemptTimeout, breaks the
+// per read: one sweeper per set, ten times per AttemptTimeout, breaks the
 // connections of reads waiting on a replica that has fallen silent and
 // ends the acquires waiting on it. A read with MinLSN whose primary fails
 // it (refused, shutting down) waits, as with no primary, up to

@@ -68,8 +68,8 @@ type Options struct {
 	// looks again: if the node has answered no check for that long either
 	// (it is frozen, or cut off), the read is abandoned there and sent to
 	// another eligible node or the primary; if it has, the read is merely
-	// slow and keeps waiting. The set looks four times per AttemptTimeout,
-	// so a read is abandoned up to a quarter of it late. Default 4 x
+	// slow and keeps waiting. The set looks ten times per AttemptTimeout,
+	// so a read is abandoned up to a tenth of it late. Default 4 x
 	// CheckInterval, and at least CheckTimeout + 2 x CheckInterval, the
 	// longest a healthy node can go between good checks while another node
 	// holds a round of checks up.

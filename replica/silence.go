@@ -124,11 +124,11 @@ func (n *node) markSilent(silent bool) {
 	n.silence.Store(&ch)
 }
 
-// sweepEvery runs sweep a few times per AttemptTimeout until ctx ends, so
-// an attempt is given up on between AttemptTimeout and a quarter more
-// after it began.
+// sweepEvery runs sweep ten times per AttemptTimeout until ctx ends, so
+// an attempt is given up on between AttemptTimeout and a tenth more after
+// it began.
 func (s *Set) sweepEvery(ctx context.Context) {
-	t := time.NewTicker(max(s.attempt/4, time.Millisecond))
+	t := time.NewTicker(max(s.attempt/10, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {

@@ -85,5 +85,10 @@ func roleSQL(o Options) []string {
 		"CREATE ROLE " + u + " LOGIN PASSWORD " + quoteLiteral(o.Password),
 		// pg_monitor lets the role read replication state, as a health checker would.
 		"GRANT pg_monitor TO " + u,
+		// The default search path starts with "$user": a role named like
+		// the topology's schema (the default role is pgshard) would create
+		// its tables in that schema, which no fence guards, once a fence
+		// had made it, and an unqualified name would find them there.
+		"ALTER ROLE " + u + " SET search_path = public",
 	}
 }

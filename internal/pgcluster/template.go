@@ -17,7 +17,7 @@ import (
 
 // templateFormat changes whenever makeTemplate changes what it makes, so that templates
 // cached by an older pgcluster are not used.
-const templateFormat = "1"
+const templateFormat = "2"
 
 // confFile is the file, included by postgresql.conf, that holds a node's settings.
 const confFile = "pgshard.conf"
