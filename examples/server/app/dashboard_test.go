@@ -65,9 +65,7 @@ func TestDashboardInChromium(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(in.http.URL+"/debug/shards")))
 	wait, cancelWait := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelWait()
-	if err := chromedp.Do(wait, chromedp.WaitReady(chromedp.CSS(`body[data-loaded="true"]`))); err != nil {
-		t.Fatalf("the page never drew shards.json: %v", err)
-	}
+	require.NoError(t, chromedp.Do(wait, chromedp.WaitReady(chromedp.CSS(`body[data-loaded="true"]`))), "the page never drew shards.json")
 
 	// A fresh page shows the server's history at once: the instance's
 	// charts and each replica's lag chart have points from its first draw.
@@ -89,14 +87,12 @@ func TestDashboardInChromium(t *testing.T) {
 		for _, n := range sh.Replica.Nodes {
 			nodes++
 			role := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('tr.node[data-shard=%q][data-node=%q]')?.dataset.role ?? "missing"`, sh.Name, n.Addr))
-			if role != n.Role.String() {
-				t.Errorf("node %s of %s: role on the page %q, want %q", n.Addr, sh.Name, role, n.Role)
-			}
+			assert.Equal(t, n.Role.String(), role, "node %s of %s: role on the page", n.Addr, sh.Name)
 		}
 	}
-	if got := eval[int](t, ctx, `document.querySelectorAll("tr.node").length`); got != nodes || nodes != 4 {
-		t.Errorf("the page shows %d nodes, want %d (2 shards x 2)", got, nodes)
-	}
+	got := eval[int](t, ctx, `document.querySelectorAll("tr.node").length`)
+	assert.Equal(t, nodes, got, "nodes on the page")
+	assert.Equal(t, 4, nodes, "nodes in the router's stats (2 shards x 2)")
 
 	// Pause shard0's replica and keep writing on its primary.
 	sh := cluster.Shards()[0]
@@ -107,9 +103,7 @@ func TestDashboardInChromium(t *testing.T) {
 			addr = n.Addr
 		}
 	}
-	if addr == "" || !eqPort(addr, rep.Port()) {
-		t.Fatalf("shard0's replica %s is not node %s", addr, rep)
-	}
+	require.True(t, addr != "" && eqPort(addr, rep.Port()), "shard0's replica %s is not node %s", addr, rep)
 	bg := context.Background()
 	require.NoError(t, rep.PauseReplay(bg))
 	t.Cleanup(func() {
@@ -121,9 +115,8 @@ func TestDashboardInChromium(t *testing.T) {
 	conn, err := pgx.Connect(bg, sh.Primary.DSN())
 	require.NoError(t, err)
 	defer conn.Close(bg)
-	if _, err := conn.Exec(bg, "CREATE TABLE IF NOT EXISTS dashboard_ticks (at timestamptz)"); err != nil {
-		t.Fatal(err)
-	}
+	_, err = conn.Exec(bg, "CREATE TABLE IF NOT EXISTS dashboard_ticks (at timestamptz)")
+	require.NoError(t, err)
 	stopWrites := make(chan struct{})
 	writesDone := make(chan struct{})
 	go func() {

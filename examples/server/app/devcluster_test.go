@@ -16,9 +16,7 @@ func TestDevClusterKeepsData(t *testing.T) {
 	ctx := context.Background()
 	base := t.TempDir()
 	for _, d := range []string{base, filepath.Dir(base)} {
-		if err := os.Chmod(d, 0o755); err != nil { // the servers run as postgres
-			t.Fatal(err)
-		}
+		require.NoError(t, os.Chmod(d, 0o755)) // the servers run as postgres
 	}
 	dir := filepath.Join(base, "data")
 	c, topo, err := StartDevCluster(ctx, 1, 0, dir)
@@ -38,7 +36,6 @@ func TestDevClusterKeepsData(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close(ctx)
 	var v int
-	if err := conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
-		t.Fatalf("kept row: %d, %v; want 7", v, err)
-	}
+	require.NoError(t, conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v), "kept row")
+	require.Equal(t, 7, v, "kept row")
 }

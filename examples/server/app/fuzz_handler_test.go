@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -30,9 +32,8 @@ func FuzzHandler(f *testing.F) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	t := in.r.User(fuzzUser)
-	if _, err := t.Exec(ctx, "INSERT INTO users (id, name) VALUES ($1, 'fuzz') ON CONFLICT (id) DO NOTHING", int64(fuzzUser)); err != nil {
-		f.Fatal(err)
-	}
+	_, err := t.Exec(ctx, "INSERT INTO users (id, name) VALUES ($1, 'fuzz') ON CONFLICT (id) DO NOTHING", int64(fuzzUser))
+	require.NoError(f, err)
 	id := strconv.Itoa(fuzzUser)
 	tok := router.NewSession().Token()
 	for _, s := range []struct{ method, path, query, token, header, body string }{
@@ -86,33 +87,22 @@ func FuzzHandler(f *testing.F) {
 		in.srv.ServeHTTP(w, req)
 		res := w.Result()
 		b := w.Body.Bytes()
-		if p := counterValue(in.srv.metrics.panics); p != panics {
-			t.Fatalf("%s %q: the handler panicked; log:\n%s", req.Method, req.RequestURI, in.logs.String())
-		}
-		if res.StatusCode >= 500 {
-			t.Fatalf("%s %q (token %q): status %d with the database up; body %q", req.Method, req.RequestURI, token, res.StatusCode, b)
-		}
+		require.Equal(t, panics, counterValue(in.srv.metrics.panics), "%s %q: the handler panicked; log:\n%s", req.Method, req.RequestURI, in.logs.String())
+		require.Less(t, res.StatusCode, 500, "%s %q (token %q): status with the database up; body %q", req.Method, req.RequestURI, token, b)
 		ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
 		if res.StatusCode >= 400 {
 			var e map[string]any
-			if err := json.Unmarshal(b, &e); err != nil || len(e) != 1 {
-				t.Fatalf("%s %q: status %d with body %q: want {\"error\": ...}", req.Method, req.RequestURI, res.StatusCode, b)
-			}
-			if _, ok := e["error"].(string); !ok || ct != "application/json" {
-				t.Fatalf("%s %q: status %d, Content-Type %q, body %q: want a JSON {\"error\": \"...\"}", req.Method, req.RequestURI, res.StatusCode, ct, b)
-			}
+			require.NoError(t, json.Unmarshal(b, &e), "%s %q: status %d with body %q: want {\"error\": ...}", req.Method, req.RequestURI, res.StatusCode, b)
+			require.Len(t, e, 1, "%s %q: status %d with body %q: want {\"error\": ...}", req.Method, req.RequestURI, res.StatusCode, b)
+			_, ok := e["error"].(string)
+			require.True(t, ok && ct == "application/json", "%s %q: status %d, Content-Type %q, body %q: want a JSON {\"error\": \"...\"}", req.Method, req.RequestURI, res.StatusCode, ct, b)
 		}
-		if res.StatusCode < 300 && ct == "application/json" && !json.Valid(b) {
-			t.Fatalf("%s %q: status %d with invalid JSON %q", req.Method, req.RequestURI, res.StatusCode, b)
-		}
+		require.False(t, res.StatusCode < 300 && ct == "application/json" && !json.Valid(b), "%s %q: status %d with invalid JSON %q", req.Method, req.RequestURI, res.StatusCode, b)
 		if tk := res.Header.Get("X-Consistency-Token"); tk != "" {
-			if _, err := router.ParseSession(tk); err != nil {
-				t.Fatalf("%s %q: answered a token that does not parse: %q: %v", req.Method, req.RequestURI, tk, err)
-			}
+			_, err := router.ParseSession(tk)
+			require.NoError(t, err, "%s %q: answered a token that does not parse: %q", req.Method, req.RequestURI, tk)
 		}
-		if bytes.Contains(b, []byte(testPassword)) {
-			t.Fatalf("%s %q: the answer shows the password", req.Method, req.RequestURI)
-		}
+		require.False(t, bytes.Contains(b, []byte(testPassword)), "%s %q: the answer shows the password", req.Method, req.RequestURI)
 	})
 }
 

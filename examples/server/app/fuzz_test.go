@@ -28,24 +28,15 @@ func FuzzReadJSONName(f *testing.F) {
 			var name string
 			name, err = text("name", in.Name, maxName)
 			if err == nil {
-				if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxName || strings.TrimSpace(name) == "" || strings.ContainsRune(name, 0) {
-					t.Fatalf("accepted name %q", name)
-				}
+				require.False(t, !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxName || strings.TrimSpace(name) == "" || strings.ContainsRune(name, 0),
+					"accepted name %q", name)
 				return
 			}
 		}
 		he, ok := err.(*httpError)
-		if !ok {
-			t.Fatalf("error %v is not an httpError", err)
-		}
-		switch he.status {
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-		default:
-			t.Fatalf("status %d for body %q", he.status, body)
-		}
-		if !utf8.ValidString(he.msg) {
-			t.Fatalf("error message %q is not UTF-8", he.msg)
-		}
+		require.True(t, ok, "error %v is not an httpError", err)
+		require.Contains(t, []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge}, he.status, "status for body %q", body)
+		require.True(t, utf8.ValidString(he.msg), "error message %q is not UTF-8", he.msg)
 	})
 }
 
@@ -56,14 +47,11 @@ func FuzzParseID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		id, err := parseID("id", s)
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "id: ") {
-				t.Fatalf("error %q does not name the field", err)
-			}
+			require.True(t, strings.HasPrefix(err.Error(), "id: "), "error %q does not name the field", err)
 			return
 		}
-		if id <= 0 || strconv.FormatInt(id, 10) != s {
-			t.Fatalf("parseID(%q) = %d", s, id)
-		}
+		require.Positive(t, id, "parseID(%q)", s)
+		require.Equal(t, s, strconv.FormatInt(id, 10), "parseID(%q) = %d", s, id)
 	})
 }
 
@@ -76,21 +64,13 @@ func FuzzParseTopology(f *testing.F) {
 	f.Fuzz(func(t *testing.T, doc string) {
 		topo, err := parseTopology("f.yaml", []byte(doc), env(map[string]string{"PW": secret, "PG_PASSWORD": secret}))
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "f.yaml") {
-				t.Fatalf("error %q does not name the file", err)
-			}
-			if strings.Contains(err.Error(), secret) && !strings.Contains(doc, secret) {
-				t.Fatalf("error %q shows the password", err)
-			}
+			require.True(t, strings.HasPrefix(err.Error(), "f.yaml"), "error %q does not name the file", err)
+			require.False(t, strings.Contains(err.Error(), secret) && !strings.Contains(doc, secret), "error %q shows the password", err)
 			return
 		}
-		if len(topo.Shards) == 0 {
-			t.Fatal("accepted a topology without shards")
-		}
+		require.NotEmpty(t, topo.Shards, "accepted a topology without shards")
 		for _, s := range topo.Shards {
-			if s.Primary == "" || s.Name == "" {
-				t.Fatalf("accepted shard %+v", s)
-			}
+			require.False(t, s.Primary == "" || s.Name == "", "accepted shard %+v", s)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/shard"
 )
@@ -23,12 +24,10 @@ func TestUserLifecycle(t *testing.T) {
 	var u userOut
 	r.json(t, &u)
 	id, err := strconv.ParseInt(u.ID, 10, 64)
-	if err != nil || id <= 0 {
-		t.Fatalf("id %q: want a positive decimal string", u.ID)
-	}
-	if u.Name != "Zoë 李" || u.CreatedAt.IsZero() {
-		t.Errorf("created %+v", u)
-	}
+	require.NoError(t, err, "id %q: want a positive decimal string", u.ID)
+	require.Positive(t, id, "id %q: want a positive decimal string", u.ID)
+	assert.Equal(t, "Zoë 李", u.Name, "created %+v", u)
+	assert.False(t, u.CreatedAt.IsZero(), "created %+v", u)
 	rng := shardRange(t, in, id)
 	for _, h := range []struct{ name, want string }{
 		{"X-Shard", u.Shard}, {"X-Shard-Range", rng}, {"X-Served-By", "primary"}, {"Location", "/users/" + u.ID},
@@ -37,24 +36,18 @@ func TestUserLifecycle(t *testing.T) {
 	}
 	assert.Equal(t, in.r.User(id).Shard(), u.Shard, "the body's shard, the shard the router names")
 	token := r.header.Get("X-Consistency-Token")
-	if !strings.HasPrefix(token, "1.") || len(token) < 4 {
-		t.Errorf("X-Consistency-Token %q: want a non-empty session token", token)
-	}
+	assert.True(t, strings.HasPrefix(token, "1.") && len(token) >= 4, "X-Consistency-Token %q: want a non-empty session token", token)
 
 	// With the token: read-your-writes, and the answer carries a token.
 	r = in.do("GET", "/users/"+u.ID, nil, "X-Consistency-Token", token)
 	want(t, "GET with token", r, http.StatusOK)
 	var got userOut
 	r.json(t, &got)
-	if got != u {
-		t.Errorf("GET = %+v, want %+v", got, u)
-	}
+	assert.Equal(t, u, got, "GET")
 	assert.Equal(t, u.Shard, r.header.Get("X-Shard"), "GET X-Shard: the name in the body")
 	assert.Equal(t, rng, r.header.Get("X-Shard-Range"), "GET X-Shard-Range")
 	assert.NotEmpty(t, r.header.Get("X-Consistency-Token"), "GET token")
-	if sb := r.header.Get("X-Served-By"); !slices.Contains([]string{"cache", "replica", "primary"}, sb) {
-		t.Errorf("X-Served-By %q", sb)
-	}
+	assert.Contains(t, []string{"cache", "replica", "primary"}, r.header.Get("X-Served-By"), "X-Served-By")
 	// Later reads are cache hits (once the create's own invalidation has
 	// come back from PostgreSQL and dropped the key a last time).
 	for i := 0; ; i++ {
@@ -63,25 +56,21 @@ func TestUserLifecycle(t *testing.T) {
 		if r.header.Get("X-Served-By") == "cache" {
 			break
 		}
-		if i == 50 {
-			t.Fatalf("GET X-Served-By = %q after %d reads, want cache", r.header.Get("X-Served-By"), i+1)
-		}
+		require.Less(t, i, 50, "GET X-Served-By = %q after %d reads, want cache", r.header.Get("X-Served-By"), i+1)
 		time.Sleep(5 * time.Millisecond)
 	}
 
 	r = in.do("PUT", "/users/"+u.ID, map[string]string{"name": "Ada"}, "X-Consistency-Token", token)
 	want(t, "PUT", r, http.StatusOK)
 	r.json(t, &got)
-	if got.Name != "Ada" || got.ID != u.ID || !got.CreatedAt.Equal(u.CreatedAt) {
-		t.Errorf("PUT = %+v", got)
-	}
+	assert.Equal(t, "Ada", got.Name, "PUT = %+v", got)
+	assert.Equal(t, u.ID, got.ID, "PUT = %+v", got)
+	assert.True(t, got.CreatedAt.Equal(u.CreatedAt), "PUT = %+v: created_at changed from %v", got, u.CreatedAt)
 	token = r.header.Get("X-Consistency-Token")
 	r = in.do("GET", "/users/"+u.ID, nil, "X-Consistency-Token", token)
 	want(t, "GET after PUT", r, http.StatusOK)
 	r.json(t, &got)
-	if got.Name != "Ada" {
-		t.Errorf("GET after PUT: name %q, want Ada", got.Name)
-	}
+	assert.Equal(t, "Ada", got.Name, "GET after PUT: name")
 }
 
 func shardRange(t *testing.T, in *instance, id int64) string {
@@ -144,11 +133,9 @@ func TestUserErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := in.do(tc.method, tc.path, tc.body, tc.headers...)
 			want(t, tc.method+" "+tc.path, r, tc.status)
-			if msg := r.errorText(t); !strings.Contains(msg, tc.mention) {
-				t.Errorf("error %q does not say %q", msg, tc.mention)
-			}
-			if tc.status == 405 && r.header.Get("Allow") == "" {
-				t.Error("405 without an Allow header")
+			assert.Contains(t, r.errorText(t), tc.mention, "error text")
+			if tc.status == 405 {
+				assert.NotEmpty(t, r.header.Get("Allow"), "405 without an Allow header")
 			}
 		})
 	}
@@ -181,12 +168,12 @@ func TestPosts(t *testing.T) {
 		want(t, "POST post", r, http.StatusCreated)
 		var p postOut
 		r.json(t, &p)
-		if p.UserID != u.ID || p.Body != fmt.Sprintf("post %d", i) || p.ID == "" || p.CreatedAt.IsZero() {
-			t.Fatalf("post %+v", p)
-		}
-		if r.header.Get("X-Shard") == "" || r.header.Get("X-Served-By") != "primary" {
-			t.Errorf("POST post headers %v", r.header)
-		}
+		require.Equal(t, u.ID, p.UserID, "post %+v", p)
+		require.Equal(t, fmt.Sprintf("post %d", i), p.Body, "post %+v", p)
+		require.NotEmpty(t, p.ID, "post %+v", p)
+		require.False(t, p.CreatedAt.IsZero(), "post %+v", p)
+		assert.NotEmpty(t, r.header.Get("X-Shard"), "POST post headers %v", r.header)
+		assert.Equal(t, "primary", r.header.Get("X-Served-By"), "POST post headers %v", r.header)
 		token = r.header.Get("X-Consistency-Token")
 		ids = append(ids, p.ID)
 	}
@@ -196,9 +183,8 @@ func TestPosts(t *testing.T) {
 		t.Helper()
 		r := in.do("GET", "/users/"+u.ID+"/posts"+query, nil, "X-Consistency-Token", token)
 		want(t, "GET posts"+query, r, http.StatusOK)
-		if r.header.Get("X-Shard") == "" || r.header.Get("X-Served-By") == "" {
-			t.Errorf("GET posts headers %v", r.header)
-		}
+		assert.NotEmpty(t, r.header.Get("X-Shard"), "GET posts headers %v", r.header)
+		assert.NotEmpty(t, r.header.Get("X-Served-By"), "GET posts headers %v", r.header)
 		var ps postsOut
 		r.json(t, &ps)
 		var got []string
@@ -210,14 +196,10 @@ func TestPosts(t *testing.T) {
 	assert.Equal(t, ids, list(""), "posts")
 	assert.Equal(t, ids[:2], list("?limit=2"), "limit=2")
 	assert.Equal(t, ids[2:4], list("?limit=2&before="+ids[1]), "before")
-	if got := list("?before=" + ids[4]); len(got) != 0 {
-		t.Errorf("before the oldest: %v, want none", got)
-	}
+	assert.Empty(t, list("?before="+ids[4]), "before the oldest")
 	r := in.do("GET", "/users/123456789/posts", nil)
 	want(t, "posts of an unknown user", r, http.StatusOK)
-	if string(r.body) != "{\"posts\":[]}\n" {
-		t.Errorf("unknown user's posts: %q, want an empty list", r.body)
-	}
+	assert.Equal(t, "{\"posts\":[]}\n", string(r.body), "unknown user's posts: want an empty list")
 
 	r = in.do("POST", "/users/"+u.ID+"/posts", map[string]string{"body": strings.Repeat("ü", maxPostBody)})
 	want(t, "5000-character post", r, http.StatusCreated)
@@ -246,9 +228,7 @@ func TestPosts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := in.do(tc.method, tc.path, tc.body)
 			want(t, tc.method+" "+tc.path, r, tc.status)
-			if msg := r.errorText(t); !strings.Contains(msg, tc.mention) {
-				t.Errorf("error %q does not say %q", msg, tc.mention)
-			}
+			assert.Contains(t, r.errorText(t), tc.mention, "error text")
 		})
 	}
 }
@@ -287,24 +267,14 @@ func TestRecentPostsMergesShards(t *testing.T) {
 		got = append(got, p.ID)
 	}
 	// Other tests' posts may be newer; ours must appear in order, newest first.
-	if len(got) != 5 {
-		t.Fatalf("recent: %d posts, want 5", len(got))
-	}
-	if !slices.IsSortedFunc(got, func(a, b string) int { return cmpID(b, a) }) {
-		t.Errorf("recent %v: not newest first", got)
-	}
-	if got[0] != newest[0] && cmpID(got[0], newest[0]) < 0 {
-		t.Errorf("recent %v: the newest post %s is missing", got, newest[0])
-	}
-	if r.header.Get("X-Consistency-Token") == "" {
-		t.Error("a read with a token answered without one")
-	}
+	require.Len(t, got, 5, "recent")
+	assert.True(t, slices.IsSortedFunc(got, func(a, b string) int { return cmpID(b, a) }), "recent %v: not newest first", got)
+	assert.False(t, got[0] != newest[0] && cmpID(got[0], newest[0]) < 0, "recent %v: the newest post %s is missing", got, newest[0])
+	assert.NotEmpty(t, r.header.Get("X-Consistency-Token"), "a read with a token answered without one")
 	r = in.do("GET", "/posts/recent", nil)
 	want(t, "GET /posts/recent default", r, http.StatusOK)
 	r.json(t, &ps)
-	if len(ps.Posts) > defaultPage {
-		t.Errorf("default limit: %d posts, want at most %d", len(ps.Posts), defaultPage)
-	}
+	assert.LessOrEqual(t, len(ps.Posts), defaultPage, "default limit")
 }
 
 func cmpID(a, b string) int {
@@ -333,9 +303,8 @@ func TestHealthReadyMetricsDebug(t *testing.T) {
 
 	r = in.do("GET", "/metrics", nil)
 	want(t, "metrics", r, http.StatusOK)
-	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
-		t.Errorf("metrics Content-Type %q", ct)
-	}
+	ct := r.header.Get("Content-Type")
+	assert.True(t, strings.HasPrefix(ct, "text/plain; version=0.0.4"), "metrics Content-Type %q", ct)
 	m := string(r.body)
 	for _, s := range []string{
 		`pgshard_http_requests_total{route="GET /users/{id}",status="200"} 2`,
@@ -362,21 +331,23 @@ func TestHealthReadyMetricsDebug(t *testing.T) {
 	want(t, "shards.json", r, http.StatusOK)
 	var doc shardsDoc
 	r.json(t, &doc)
-	if doc.Instance != "test-instance" || !doc.Ready || len(doc.Shards) != 2 || len(doc.Caches) != 1 {
-		t.Fatalf("shards.json: %+v", doc)
-	}
+	require.Equal(t, "test-instance", doc.Instance, "shards.json: %+v", doc)
+	require.True(t, doc.Ready, "shards.json: %+v", doc)
+	require.Len(t, doc.Shards, 2, "shards.json: %+v", doc)
+	require.Len(t, doc.Caches, 1, "shards.json: %+v", doc)
 	for _, s := range doc.Shards {
-		if len(s.Nodes) != 2 || s.Nodes[0].Role != "primary" || s.Nodes[1].Role != "replica" {
-			t.Errorf("shard %s nodes %+v: want a primary and a replica", s.Name, s.Nodes)
+		var roles []string
+		for _, n := range s.Nodes {
+			roles = append(roles, n.Role)
 		}
+		assert.Equal(t, []string{"primary", "replica"}, roles, "shard %s nodes %+v: want a primary and a replica", s.Name, s.Nodes)
 	}
 	shardsJSON := string(r.body)
 	r = in.do("GET", "/debug/shards", nil)
 	want(t, "dashboard", r, http.StatusOK)
 	page := string(r.body)
-	if !strings.Contains(r.header.Get("Content-Type"), "text/html") || !strings.Contains(page, "shards.json") {
-		t.Errorf("dashboard: %s", r.header.Get("Content-Type"))
-	}
+	assert.Contains(t, r.header.Get("Content-Type"), "text/html", "dashboard Content-Type")
+	assert.Contains(t, page, "shards.json", "dashboard: %s", r.header.Get("Content-Type"))
 	for _, external := range []string{"http://", "https://", "//cdn", "<link", "src=\""} {
 		assert.NotContainsf(t, page, external, "dashboard refers to an external asset (%q)", external)
 	}
@@ -398,9 +369,7 @@ func checkExposition(t *testing.T, m string) {
 		case strings.HasPrefix(line, "# HELP "):
 		case strings.HasPrefix(line, "# TYPE "):
 			f := strings.Fields(line)
-			if len(f) != 4 || typed[f[2]] {
-				t.Errorf("line %d: %q: bad or repeated TYPE", i+1, line)
-			}
+			assert.True(t, len(f) == 4 && !typed[f[2]], "line %d: %q: bad or repeated TYPE", i+1, line)
 			typed[f[2]] = true
 		default:
 			name, rest, _ := strings.Cut(line, "{")
@@ -408,12 +377,11 @@ func checkExposition(t *testing.T, m string) {
 				name, rest, _ = strings.Cut(line, " ")
 			}
 			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
-			if !typed[name] && !typed[base] {
-				t.Errorf("line %d: %q: sample before its TYPE", i+1, line)
-			}
+			assert.True(t, typed[name] || typed[base], "line %d: %q: sample before its TYPE", i+1, line)
 			v := rest[strings.LastIndexByte(rest, ' ')+1:]
-			if _, err := strconv.ParseFloat(v, 64); err != nil && v != "+Inf" {
-				t.Errorf("line %d: %q: value %q", i+1, line, v)
+			if v != "+Inf" {
+				_, err := strconv.ParseFloat(v, 64)
+				assert.NoError(t, err, "line %d: %q: value %q", i+1, line, v)
 			}
 		}
 	}
@@ -428,9 +396,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	r := in.do("GET", "/users/1", nil)
 	want(t, "third request", r, http.StatusTooManyRequests)
-	if ra := r.header.Get("Retry-After"); ra != "1" {
-		t.Errorf("Retry-After %q, want 1", ra)
-	}
+	assert.Equal(t, "1", r.header.Get("Retry-After"), "Retry-After")
 	r.errorText(t)
 	want(t, "health checks are not limited", in.do("GET", "/healthz", nil), http.StatusOK)
 	now.Add(int64(time.Second))
@@ -442,16 +408,11 @@ func TestPanicIsA500(t *testing.T) {
 	in.srv.mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("kaboom at " + testPassword) })
 	r := in.do("GET", "/boom", nil)
 	want(t, "panicking handler", r, http.StatusInternalServerError)
-	if msg := r.errorText(t); msg != "internal error" {
-		t.Errorf("error %q, want just \"internal error\"", msg)
-	}
+	assert.Equal(t, "internal error", r.errorText(t), "error text")
 	logs := in.logs.String()
-	if !strings.Contains(logs, "handler panic") || !strings.Contains(logs, "kaboom") {
-		t.Errorf("the panic is not logged: %s", logs)
-	}
-	if strings.Contains(logs, testPassword) {
-		t.Error("the log shows the password")
-	}
+	assert.Contains(t, logs, "handler panic", "the panic is not logged")
+	assert.Contains(t, logs, "kaboom", "the panic is not logged")
+	assert.NotContains(t, logs, testPassword, "the log shows the password")
 	want(t, "the server still serves", in.do("GET", "/healthz", nil), http.StatusOK)
 }
 
@@ -473,25 +434,17 @@ func TestDeadShardIs503(t *testing.T) {
 		case http.StatusServiceUnavailable:
 			dead++
 			msg := r.errorText(t)
-			if !strings.Contains(msg, "shard1") && !strings.Contains(msg, "80-") {
-				t.Errorf("503 %q does not name the shard", msg)
-			}
+			assert.True(t, strings.Contains(msg, "shard1") || strings.Contains(msg, "80-"), "503 %q does not name the shard", msg)
 			assert.NotContainsf(t, msg, testPassword, "503 %q shows the password", msg)
 		default:
-			t.Fatalf("POST /users: status %d, body %q; want 201 or 503", r.status, r.body)
+			require.FailNowf(t, "unexpected status", "POST /users: status %d, body %q; want 201 or 503", r.status, r.body)
 		}
 	}
-	if dead == 0 || alive == 0 {
-		t.Fatalf("%d writes failed and %d succeeded: want both", dead, alive)
-	}
+	require.True(t, dead > 0 && alive > 0, "%d writes failed and %d succeeded: want both", dead, alive)
 	r := in.do("GET", "/readyz", nil)
 	want(t, "readyz", r, http.StatusServiceUnavailable)
 	r = in.do("GET", "/posts/recent", nil)
 	want(t, "recent feed with a dead shard", r, http.StatusServiceUnavailable)
-	if msg := r.errorText(t); !strings.Contains(msg, "shard1") {
-		t.Errorf("feed error %q does not name the failed shard", msg)
-	}
-	if strings.Contains(in.logs.String(), testPassword) {
-		t.Error("the log shows the password")
-	}
+	assert.Contains(t, r.errorText(t), "shard1", "feed error does not name the failed shard")
+	assert.NotContains(t, in.logs.String(), testPassword, "the log shows the password")
 }

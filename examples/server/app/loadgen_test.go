@@ -39,17 +39,12 @@ func TestLoadgenFindsNoViolations(t *testing.T) {
 	var out strings.Builder
 	rep.Write(&out)
 	t.Log(out.String())
-	if rep.Failed() {
-		t.Errorf("%d consistency violations", rep.Violations())
-	}
-	if rep.Requests < 500 || rep.Checks < 100 || rep.Verify.Users == 0 || rep.Verify.Posts == 0 {
-		t.Errorf("too little load to mean anything: %d requests, %d checked reads, %d users and %d posts verified",
-			rep.Requests, rep.Checks, rep.Verify.Users, rep.Verify.Posts)
-	}
+	assert.False(t, rep.Failed(), "%d consistency violations", rep.Violations())
+	assert.False(t, rep.Requests < 500 || rep.Checks < 100 || rep.Verify.Users == 0 || rep.Verify.Posts == 0,
+		"too little load to mean anything: %d requests, %d checked reads, %d users and %d posts verified",
+		rep.Requests, rep.Checks, rep.Verify.Users, rep.Verify.Posts)
 	for status, n := range rep.ByStatus {
-		if status == 0 || status >= 500 {
-			t.Errorf("%d answers with status %d (0: transport error), such as %s", n, status, rep.ErrorBody[status])
-		}
+		assert.False(t, status == 0 || status >= 500, "%d answers with status %d (0: transport error), such as %s", n, status, rep.ErrorBody[status])
 	}
 	if t.Failed() {
 		t.Logf("instance A's log:\n%s\ninstance B's log:\n%s", a.logs.String(), b.logs.String())

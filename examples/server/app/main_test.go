@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgshard/pgshard/internal/pgcluster"
@@ -105,9 +106,7 @@ func waitListening(t testing.TB, r *router.Router) {
 		if up {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("cache listeners not up within 10s")
-		}
+		require.False(t, time.Now().After(deadline), "cache listeners not up within 10s")
 		time.Sleep(5 * time.Millisecond)
 	}
 }
@@ -121,9 +120,7 @@ type result struct {
 
 func (r result) json(t testing.TB, v any) {
 	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("body %q: %v", r.body, err)
-	}
+	require.NoError(t, json.Unmarshal(r.body, v), "body %q", r.body)
 }
 
 // errorText returns the {"error"} of an answer, failing if it has none.
@@ -132,12 +129,9 @@ func (r result) errorText(t testing.TB) string {
 	var e struct {
 		Error *string `json:"error"`
 	}
-	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil {
-		t.Fatalf("status %d: body %q is not {\"error\": ...}", r.status, r.body)
-	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("error Content-Type %q, want application/json", ct)
-	}
+	require.NoError(t, json.Unmarshal(r.body, &e), "status %d: body %q is not {\"error\": ...}", r.status, r.body)
+	require.NotNil(t, e.Error, "status %d: body %q is not {\"error\": ...}", r.status, r.body)
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"), "error Content-Type")
 	return *e.Error
 }
 
@@ -173,9 +167,7 @@ func (in *instance) do(method, path string, body any, headers ...string) result 
 // want fails unless the answer has the status.
 func want(t testing.TB, what string, r result, status int) {
 	t.Helper()
-	if r.status != status {
-		t.Fatalf("%s: status %d, want %d; body %q", what, r.status, status, r.body)
-	}
+	require.Equal(t, status, r.status, "%s: status; body %q", what, r.body)
 }
 
 type userOut struct {

@@ -44,10 +44,6 @@ func TestRedactorScrubsEverySpelling(t *testing.T) {
 	}
 	// A URL password the topology does not know of is scrubbed all the same.
 	zero := Redactor{}
-	if got := zero.String("dial postgres://u:n%40t-known@h/db: refused"); got != "dial postgres://u:xxxxx@h/db: refused" {
-		t.Errorf("unknown URL password: %q", got)
-	}
-	if got := zero.String("see http://127.0.0.1:8080/users/1 and host=h port=5432"); got != "see http://127.0.0.1:8080/users/1 and host=h port=5432" {
-		t.Errorf("text without a password changed: %q", got)
-	}
+	assert.Equal(t, "dial postgres://u:xxxxx@h/db: refused", zero.String("dial postgres://u:n%40t-known@h/db: refused"), "unknown URL password")
+	assert.Equal(t, "see http://127.0.0.1:8080/users/1 and host=h port=5432", zero.String("see http://127.0.0.1:8080/users/1 and host=h port=5432"), "text without a password changed")
 }

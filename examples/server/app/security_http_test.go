@@ -53,23 +53,16 @@ func testSlowloris(t *testing.T, addr string, timeout time.Duration) {
 	conn.SetReadDeadline(start.Add(timeout + margin + time.Second))
 	got, err := io.ReadAll(conn) // until the server closes
 	closedAfter := time.Since(start)
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		t.Fatalf("the connection is still open %v after it opened: want it closed within the %v header timeout + %v", closedAfter.Round(time.Millisecond), timeout, margin)
+	ne, ok := errors.AsType[net.Error](err)
+	require.False(t, ok && ne.Timeout(), "the connection is still open %v after it opened: want it closed within the %v header timeout + %v", closedAfter.Round(time.Millisecond), timeout, margin)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		require.NoError(t, err, "read")
 	}
-	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("read: %v", err)
-	}
-	if closedAfter < timeout-100*time.Millisecond || closedAfter > timeout+margin {
-		t.Errorf("closed %v after the connection opened: want the %v header timeout (+ up to %v)", closedAfter.Round(time.Millisecond), timeout, margin)
-	}
+	assert.True(t, closedAfter >= timeout-100*time.Millisecond && closedAfter <= timeout+margin, "closed %v after the connection opened: want the %v header timeout (+ up to %v)", closedAfter.Round(time.Millisecond), timeout, margin)
 	// net/http closes with a bare 400 once part of the headers came in.
-	if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 400 ") && !strings.HasPrefix(string(got), "HTTP/1.1 408 ") {
-		t.Errorf("the slow client got an answer other than 400 or 408: %.100q", got)
-	}
+	assert.True(t, len(got) == 0 || strings.HasPrefix(string(got), "HTTP/1.1 400 ") || strings.HasPrefix(string(got), "HTTP/1.1 408 "), "the slow client got an answer other than 400 or 408: %.100q", got)
 	conn.Close()
-	if n := int(sent.Load()); n >= len(header) {
-		t.Errorf("the slow client sent its whole request (%d bytes)", n)
-	} else {
+	if n := int(sent.Load()); assert.Less(t, n, len(header), "the slow client sent its whole request (%d bytes)", n) {
 		t.Logf("cut off after %v, %d of %d header bytes sent", closedAfter.Round(time.Millisecond), n, len(header))
 	}
 
@@ -80,17 +73,14 @@ func testSlowloris(t *testing.T, addr string, timeout time.Duration) {
 	conn2.SetDeadline(time.Now().Add(10 * time.Second))
 	req := "GET /healthz HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n"
 	for i := 0; i < len(req); i += len(req)/5 + 1 {
-		if _, err := conn2.Write([]byte(req[i:min(len(req), i+len(req)/5+1)])); err != nil {
-			t.Fatal(err)
-		}
+		_, err := conn2.Write([]byte(req[i:min(len(req), i+len(req)/5+1)]))
+		require.NoError(t, err)
 		time.Sleep(100 * time.Millisecond)
 	}
 	res, err := http.ReadResponse(bufio.NewReader(conn2), nil)
 	require.NoError(t, err, "a client within the timeout got no answer")
 	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("a client within the timeout got %d", res.StatusCode)
-	}
+	assert.Equal(t, http.StatusOK, res.StatusCode, "a client within the timeout: status")
 }
 
 // A client above the rate gets 429s with a Retry-After that is honest,
@@ -126,11 +116,10 @@ func testRateLimitPerIP(t *testing.T, base string) {
 			lastLimited = time.Now()
 			r.errorText(t)
 			retryAfter = r.header.Get("Retry-After")
-			if n, err := strconv.Atoi(retryAfter); err != nil || n < 1 || n > 2 {
-				t.Errorf("request %d: Retry-After %q, want 1 or 2 (seconds)", i, retryAfter)
-			}
+			n, err := strconv.Atoi(retryAfter)
+			assert.True(t, err == nil && n >= 1 && n <= 2, "request %d: Retry-After %q, want 1 or 2 (seconds)", i, retryAfter)
 		default:
-			t.Fatalf("client A, request %d: status %d %q", i, r.status, r.body)
+			require.FailNowf(t, "unexpected status", "client A, request %d: status %d %q", i, r.status, r.body)
 		}
 	}
 	// The burst of 5, and one more token for every 200 ms the 12 requests
@@ -140,9 +129,8 @@ func testRateLimitPerIP(t *testing.T, base string) {
 	assert.LessOrEqual(t, served, 6+earned, "client A: served of 12 in %v (the burst of 5, and a token per 200 ms)", time.Since(began))
 	assert.GreaterOrEqual(t, limited, 1, "client A: limited of 12 at once")
 	for i := range 5 {
-		if r := get(b); r.status != http.StatusNotFound {
-			t.Errorf("client B (127.0.0.2), request %d while A is limited: status %d %q, want 404 as usual", i, r.status, r.body)
-		}
+		r := get(b)
+		assert.Equal(t, http.StatusNotFound, r.status, "client B (127.0.0.2), request %d while A is limited: status; body %q; want 404 as usual", i, r.body)
 	}
 	// A is still limited, unless B's requests took long enough for A's
 	// bucket to earn a token (one per 200 ms): a 429 closes its connection,
@@ -155,9 +143,7 @@ func testRateLimitPerIP(t *testing.T, base string) {
 	}
 	wait, _ := strconv.Atoi(retryAfter)
 	time.Sleep(time.Duration(wait) * time.Second)
-	if r := get(a); r.status != http.StatusNotFound {
-		t.Errorf("client A after waiting Retry-After (%ss): status %d, want served again", retryAfter, r.status)
-	}
+	assert.Equal(t, http.StatusNotFound, get(a).status, "client A after waiting Retry-After (%ss): status, want served again", retryAfter)
 }
 
 // clientFrom returns a client whose connections come from the loopback

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jackc/pgx/v5"
@@ -76,17 +77,13 @@ func TestInjectionCorpusIsStoredVerbatim(t *testing.T) {
 		t.Run("name/"+tc.name, func(t *testing.T) {
 			in := in.as(t)
 			u, token := in.createUser(tc.v)
-			if u.Name != tc.v {
-				t.Fatalf("POST /users answered name %q, want %q", u.Name, tc.v)
-			}
+			require.Equal(t, tc.v, u.Name, "POST /users answered name")
 			checkStoredName(t, ctx, u, tc.v)
 			r := in.do("GET", "/users/"+u.ID, nil, "X-Consistency-Token", token)
 			want(t, "GET", r, http.StatusOK)
 			var got userOut
 			r.json(t, &got)
-			if got.Name != tc.v {
-				t.Errorf("GET answered name %q, want %q", got.Name, tc.v)
-			}
+			assert.Equal(t, tc.v, got.Name, "GET answered name")
 			// The update path, and the post body, with the same text.
 			r = in.do("PUT", "/users/"+u.ID, map[string]string{"name": tc.v}, "X-Consistency-Token", token)
 			want(t, "PUT", r, http.StatusOK)
@@ -127,9 +124,7 @@ func TestInjectionCorpusIsStoredVerbatim(t *testing.T) {
 		t.Run("refused/"+tc.name, func(t *testing.T) {
 			r := in.as(t).do(tc.method, tc.path, tc.body)
 			want(t, tc.method+" "+tc.path, r, http.StatusBadRequest)
-			if msg := r.errorText(t); !strings.Contains(msg, tc.mention) {
-				t.Errorf("error %q does not say %q", msg, tc.mention)
-			}
+			assert.Contains(t, r.errorText(t), tc.mention, "error text")
 		})
 	}
 
@@ -153,29 +148,24 @@ func TestInjectionCorpusIsStoredVerbatim(t *testing.T) {
 			{"GET", "/posts/recent?limit=" + url.QueryEscape(v), nil, "limit:"},
 		} {
 			r := in.do(c.method, c.path, c.body)
-			if r.status != http.StatusBadRequest {
-				t.Errorf("%s %.80s: status %d, want 400; body %.200q", c.method, c.path, r.status, r.body)
+			if !assert.Equal(t, http.StatusBadRequest, r.status, "%s %.80s: status; body %.200q", c.method, c.path, r.body) {
 				continue
 			}
-			if msg := r.errorText(t); !strings.HasPrefix(msg, c.mention) {
-				t.Errorf("%s %.80s: error %q does not start with %q", c.method, c.path, msg, c.mention)
-			}
+			msg := r.errorText(t)
+			assert.True(t, strings.HasPrefix(msg, c.mention), "%s %.80s: error %q does not start with %q", c.method, c.path, msg, c.mention)
 		}
 	}
 	for _, v := range []string{"'; DROP TABLE users; --", "1.' OR 1=1 --", "1.$$", "1./* */", `1.\\`, "1.é", strings.Repeat("A", 5000)} {
 		r := in.do("GET", "/users/"+u.ID, nil, "X-Consistency-Token", v)
 		want(t, "token "+v[:min(len(v), 20)], r, http.StatusBadRequest)
-		if msg := r.errorText(t); !strings.HasPrefix(msg, "X-Consistency-Token") {
-			t.Errorf("token %.20q: error %q does not name the header", v, msg)
-		}
+		msg := r.errorText(t)
+		assert.True(t, strings.HasPrefix(msg, "X-Consistency-Token"), "token %.20q: error %q does not name the header", v, msg)
 	}
 	// A well-formed token may name any shard: the name is data, not SQL.
 	r := in.do("GET", "/users/"+u.ID, nil, "X-Consistency-Token", tokenNaming("shard0'; DROP TABLE users; --", 1))
 	want(t, "token naming an odd shard", r, http.StatusOK)
 	// A NUL in a header never reaches the handler: net/http refuses it.
-	if r := rawRequest(t, in, "GET /users/"+u.ID+" HTTP/1.1\r\nHost: x\r\nX-Consistency-Token: 1.\x00\r\nConnection: close\r\n\r\n"); r.status != http.StatusBadRequest {
-		t.Errorf("NUL in the token header: status %d, want 400", r.status)
-	}
+	assert.Equal(t, http.StatusBadRequest, rawRequest(t, in, "GET /users/"+u.ID+" HTTP/1.1\r\nHost: x\r\nX-Consistency-Token: 1.\x00\r\nConnection: close\r\n\r\n").status, "NUL in the token header: status")
 	// The mux's own 400 (a request target of *, found by FuzzHandler) is JSON too.
 	r = rawRequest(t, in, "GET * HTTP/1.1\r\nHost: x\r\n\r\n")
 	want(t, "GET *", r, http.StatusBadRequest)
@@ -183,16 +173,13 @@ func TestInjectionCorpusIsStoredVerbatim(t *testing.T) {
 
 	// The schema is intact and nothing was deleted or rewritten.
 	checkSchema(t, ctx)
-	if after := countUsers(t, ctx); after < before+int64(len(injections)+len(longBodies)+1) {
-		t.Errorf("%d users after the corpus, %d before: want at least %d more", after, before, len(injections)+len(longBodies)+1)
-	}
+	after := countUsers(t, ctx)
+	assert.GreaterOrEqual(t, after, before+int64(len(injections)+len(longBodies)+1), "%d users after the corpus, %d before: want at least %d more", after, before, len(injections)+len(longBodies)+1)
 	r = in.do("GET", "/users/"+canary.ID, nil)
 	want(t, "the canary", r, http.StatusOK)
 	var got userOut
 	r.json(t, &got)
-	if got.Name != "canary" {
-		t.Errorf("the canary user is now named %q", got.Name)
-	}
+	assert.Equal(t, "canary", got.Name, "the canary user's name")
 }
 
 // as is the instance with requests reported to t, for subtests.
@@ -208,9 +195,7 @@ func checkStoredName(t *testing.T, ctx context.Context, u userOut, want string) 
 	t.Helper()
 	var name string
 	primaryRow(t, ctx, u.Shard, "SELECT name FROM users WHERE id = $1::bigint", u.ID).Scan(&name)
-	if name != want {
-		t.Errorf("stored name %q, want %q", name, want)
-	}
+	assert.Equal(t, want, name, "stored name")
 }
 
 // checkPost posts body for u, and checks it in the answer, in the user's
@@ -221,21 +206,15 @@ func checkPost(t *testing.T, in *instance, ctx context.Context, u userOut, token
 	want(t, "POST post", r, http.StatusCreated)
 	var p postOut
 	r.json(t, &p)
-	if p.Body != body {
-		t.Errorf("POST post answered body %.80q (%d runes), want %.80q (%d runes)", p.Body, utf8.RuneCountInString(p.Body), body, utf8.RuneCountInString(body))
-	}
+	assert.True(t, p.Body == body, "POST post answered body %.80q (%d runes), want %.80q (%d runes)", p.Body, utf8.RuneCountInString(p.Body), body, utf8.RuneCountInString(body))
 	r = in.do("GET", "/users/"+u.ID+"/posts", nil, "X-Consistency-Token", r.header.Get("X-Consistency-Token"))
 	want(t, "GET posts", r, http.StatusOK)
 	var ps postsOut
 	r.json(t, &ps)
-	if len(ps.Posts) == 0 || ps.Posts[0].ID != p.ID || ps.Posts[0].Body != body {
-		t.Errorf("GET posts = %.300v, want the post %s with body %.80q first", ps.Posts, p.ID, body)
-	}
+	assert.True(t, len(ps.Posts) > 0 && ps.Posts[0].ID == p.ID && ps.Posts[0].Body == body, "GET posts = %.300v, want the post %s with body %.80q first", ps.Posts, p.ID, body)
 	var stored string
 	primaryRow(t, ctx, u.Shard, "SELECT body FROM posts WHERE user_id = $1::bigint AND id = $2::bigint", u.ID, p.ID).Scan(&stored)
-	if stored != body {
-		t.Errorf("stored body %.80q, want %.80q", stored, body)
-	}
+	assert.True(t, stored == body, "stored body %.80q, want %.80q", stored, body)
 }
 
 // primaryRow runs a query on a shard's primary on a connection of its own.
@@ -254,9 +233,7 @@ func countUsers(t *testing.T, ctx context.Context) int64 {
 	var total int64
 	for _, sh := range cluster.Shards() {
 		var n int64
-		if err := primaryRow(t, ctx, sh.Name, "SELECT count(*) FROM users").Scan(&n); err != nil {
-			t.Fatalf("%s: count users: %v", sh.Name, err)
-		}
+		require.NoError(t, primaryRow(t, ctx, sh.Name, "SELECT count(*) FROM users").Scan(&n), "%s: count users", sh.Name)
 		total += n
 	}
 	return total
@@ -272,13 +249,11 @@ func checkSchema(t *testing.T, ctx context.Context) {
 			FROM information_schema.columns WHERE table_schema = 'public' AND table_name IN ('users', 'posts')`).Scan(&cols)
 		const wantCols = "posts.user_id bigint, posts.id bigint, posts.body text, posts.created_at timestamp with time zone, " +
 			"users.id bigint, users.name text, users.created_at timestamp with time zone, users.email text"
-		if err != nil || cols != wantCols {
-			t.Errorf("%s: columns %q (%v), want %q", sh.Name, cols, err, wantCols)
-		}
+		assert.NoError(t, err, "%s: columns", sh.Name)
+		assert.Equal(t, wantCols, cols, "%s: columns", sh.Name)
 		var index bool
-		if err := primaryRow(t, ctx, sh.Name, "SELECT to_regclass('public.posts_recent') IS NOT NULL").Scan(&index); err != nil || !index {
-			t.Errorf("%s: index posts_recent missing (%v)", sh.Name, err)
-		}
+		assert.NoError(t, primaryRow(t, ctx, sh.Name, "SELECT to_regclass('public.posts_recent') IS NOT NULL").Scan(&index), "%s: index posts_recent", sh.Name)
+		assert.True(t, index, "%s: index posts_recent missing", sh.Name)
 	}
 }
 
@@ -298,9 +273,8 @@ func rawRequest(t *testing.T, in *instance, raw string) result {
 	require.NoError(t, err)
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte(raw)); err != nil {
-		t.Fatal(err)
-	}
+	_, err = conn.Write([]byte(raw))
+	require.NoError(t, err)
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	defer res.Body.Close()

@@ -79,9 +79,8 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 		writeSecretTopology(t, path, bad.primary, bad.replica, bad.port)
 		out := &syncBuffer{}
 		start := time.Now()
-		if code := runArgs([]string{"-config", path, "-listen", "127.0.0.1:0", "-log-level", "debug"}, out, out); code == 0 {
-			t.Errorf("%s: the server started", bad.name)
-		}
+		code := runArgs([]string{"-config", path, "-listen", "127.0.0.1:0", "-log-level", "debug"}, out, out)
+		assert.NotZero(t, code, "%s: the server started", bad.name)
 		assert.Containsf(t, out.String(), "server:", "%s: no error printed: %q", bad.name, out.String())
 		t.Logf("%s, refused in %v: %s", bad.name, time.Since(start).Round(time.Millisecond), strings.TrimSpace(out.String()))
 		seen["output when refusing "+bad.name] = out
@@ -124,9 +123,8 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 	// is a server that is not working.
 	assert.GreaterOrEqual(t, rep.Requests, 10, "loadgen requests\n%s", report.String())
 	for st, n := range rep.ByStatus {
-		if (st == 0 || st >= 400) && st != http.StatusServiceUnavailable && st != http.StatusConflict {
-			t.Errorf("loadgen: %d answers with status %d: want a working server\n%s", n, st, report.String())
-		}
+		assert.False(t, (st == 0 || st >= 400) && st != http.StatusServiceUnavailable && st != http.StatusConflict,
+			"loadgen: %d answers with status %d: want a working server\n%s", n, st, report.String())
 	}
 	pages()
 	get("GET", "/nope", "")
@@ -168,27 +166,19 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 			}
 		}
 	}
-	if unavailable < 3 {
-		t.Errorf("%d answers 503 with shard1's primary down: want some", unavailable)
-	}
+	assert.GreaterOrEqual(t, unavailable, 3, "answers 503 with shard1's primary down: want some")
 	for deadline := time.Now().Add(10 * time.Second); get("GET", "/readyz", "") != http.StatusServiceUnavailable; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz still 200 10s after a primary stopped")
-		}
+		require.False(t, time.Now().After(deadline), "/readyz still 200 10s after a primary stopped")
 	}
 	pages()
 	require.NoError(t, node.Start(ctx))
 	stopped = false
 	for deadline := time.Now().Add(20 * time.Second); get("GET", "/readyz", "") != http.StatusOK; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz not 200 20s after the primary restarted")
-		}
+		require.False(t, time.Now().After(deadline), "/readyz not 200 20s after the primary restarted")
 	}
 	waitReplicasCaughtUp(t, ctx)
 	pages()
-	if err := s.stop(); err != nil {
-		t.Errorf("serve: %v", err)
-	}
+	assert.NoError(t, s.stop(), "serve")
 
 	// Everything seen: nothing shows the password in any form.
 	for where, buf := range seen {
@@ -196,7 +186,7 @@ func TestNoPasswordInAnythingEmitted(t *testing.T) {
 		for form, secret := range secretForms() {
 			if i := strings.Index(text, secret); i >= 0 {
 				ctx := strings.ReplaceAll(text[max(0, i-120):min(len(text), i+len(secret)+40)], secret, "<"+form+">")
-				t.Errorf("%s shows the password (%s): ...%s...", where, form, ctx)
+				assert.Failf(t, "the password is shown", "%s shows the password (%s): ...%s...", where, form, ctx)
 			}
 		}
 	}

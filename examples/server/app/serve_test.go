@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,8 +29,8 @@ func TestServeDevClusterUntilCancelled(t *testing.T) {
 	serveUntilCancelled(t, "-shards", "1", "-replicas", "0", "-listen", "127.0.0.1:0", "-write-topology", path)
 	topo, err := LoadTopology(path)
 	require.NoError(t, err, "the written topology does not load")
-	if len(topo.Shards) != 1 || topo.Shards[0].Range != "-" {
-		t.Errorf("written topology %+v: want one shard owning -", topo.Shards)
+	if assert.Len(t, topo.Shards, 1, "written topology %+v: want one shard owning -", topo.Shards) {
+		assert.Equal(t, "-", topo.Shards[0].Range, "written topology %+v: want one shard owning -", topo.Shards)
 	}
 }
 
@@ -53,34 +52,26 @@ func serveUntilCancelled(t *testing.T, args ...string) {
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("serve returned early: %v; stderr: %s", err, stderr.String())
+			require.FailNowf(t, "serve returned early", "serve returned early: %v; stderr: %s", err, stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner within 60s (a dev cluster, its topology store and a router to start on a loaded machine): %q", stdout.String())
-		}
+		require.False(t, time.Now().After(deadline), "no banner within 60s (a dev cluster, its topology store and a router to start on a loaded machine): %q", stdout.String())
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
 		res, err := http.Get(base + p)
 		require.NoError(t, err)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Errorf("GET %s: %d", p, res.StatusCode)
-		}
+		assert.Equal(t, http.StatusOK, res.StatusCode, "GET %s", p)
 	}
 	cancel()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
+		assert.NoError(t, err, "serve")
 	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not return within 15s of the cancellation")
+		require.FailNow(t, "serve did not return within 15s of the cancellation")
 	}
 	out := stdout.String() + stderr.String()
-	if strings.Contains(out, testPassword) {
-		t.Error("the output shows the password")
-	}
+	assert.NotContains(t, out, testPassword, "the output shows the password")
 	for _, s := range []string{"dashboard", "/debug/shards", "shard0", "shutting down"} {
 		assert.Containsf(t, out, s, "output lacks %q:\n%s", s, out)
 	}

@@ -49,7 +49,7 @@ func serveArgs(t *testing.T, args ...string) *served {
 		select {
 		case result = <-done:
 		case <-time.After(15 * time.Second):
-			t.Fatal("serve did not return within 15s of the cancellation")
+			require.FailNow(t, "serve did not return within 15s of the cancellation")
 		}
 		return result
 	}
@@ -64,12 +64,10 @@ func serveArgs(t *testing.T, args ...string) *served {
 		select {
 		case err := <-done:
 			once, result = true, err
-			t.Fatalf("serve returned early: %v; stderr: %s", err, s.stderr.String())
+			require.FailNowf(t, "serve returned early", "serve returned early: %v; stderr: %s", err, s.stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner within 20s: %q", s.stdout.String())
-		}
+		require.False(t, time.Now().After(deadline), "no banner within 20s: %q", s.stdout.String())
 	}
 }
 

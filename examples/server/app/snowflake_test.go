@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,20 +31,13 @@ func TestIDsGrowAndCarryTheirParts(t *testing.T) {
 	for _, tc := range tests {
 		now.Add(int64(tc.advance))
 		id := g.Next()
-		if id <= last {
-			t.Errorf("%s: id %d not above %d", tc.name, id, last)
-		}
+		assert.Greater(t, id, last, "%s: id not above the last", tc.name)
 		last = id
-		if node := id >> seqBits & maxNode; node != maxNode {
-			t.Errorf("%s: node %d, want %d", tc.name, node, maxNode)
-		}
-		if seq := id & maxSeq; seq != tc.seq {
-			t.Errorf("%s: sequence %d, want %d", tc.name, seq, tc.seq)
-		}
+		assert.Equal(t, int64(maxNode), id>>seqBits&maxNode, "%s: node", tc.name)
+		assert.Equal(t, tc.seq, id&maxSeq, "%s: sequence", tc.name)
 	}
-	if got := idTime(last); got.Sub(at) < 0 || got.Sub(at) > 2*time.Millisecond {
-		t.Errorf("idTime = %v, want about %v", got, at)
-	}
+	got := idTime(last)
+	assert.True(t, got.Sub(at) >= 0 && got.Sub(at) <= 2*time.Millisecond, "idTime = %v, want about %v", got, at)
 }
 
 func TestIDsBorrowTheNextMillisecondWhenTheSequenceRunsOut(t *testing.T) {
@@ -53,14 +47,10 @@ func TestIDsBorrowTheNextMillisecondWhenTheSequenceRunsOut(t *testing.T) {
 	var last int64
 	for range 3 * (maxSeq + 1) {
 		id := g.Next()
-		if seen[id] || id <= last {
-			t.Fatalf("id %d repeated or not growing (last %d)", id, last)
-		}
+		require.False(t, seen[id] || id <= last, "id %d repeated or not growing (last %d)", id, last)
 		seen[id], last = true, id
 	}
-	if d := idTime(last).Sub(fixed); d != 2*time.Millisecond {
-		t.Errorf("after 3 x 4096 IDs in one millisecond, the clock borrowed %v, want 2ms", d)
-	}
+	assert.Equal(t, 2*time.Millisecond, idTime(last).Sub(fixed), "after 3 x 4096 IDs in one millisecond, the clock borrowed")
 }
 
 func TestIDsUniqueAcrossGoroutinesAndNodes(t *testing.T) {
@@ -82,9 +72,7 @@ func TestIDsUniqueAcrossGoroutinesAndNodes(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, id := range ids {
-				if seen[id] || id <= 0 {
-					t.Errorf("id %d repeated or not positive", id)
-				}
+				assert.False(t, seen[id] || id <= 0, "id %d repeated or not positive", id)
 				seen[id] = true
 			}
 		})
@@ -94,8 +82,7 @@ func TestIDsUniqueAcrossGoroutinesAndNodes(t *testing.T) {
 
 func TestIDGeneratorRefusesBadNodes(t *testing.T) {
 	for _, n := range []int64{-1, maxNode + 1} {
-		if _, err := newIDGenerator(n, nil); err == nil {
-			t.Errorf("node %d accepted", n)
-		}
+		_, err := newIDGenerator(n, nil)
+		assert.Error(t, err, "node %d accepted", n)
 	}
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
@@ -55,9 +54,7 @@ func TestParseTopology(t *testing.T) {
 		Cache:    CacheTopology{Capacity: 5000, TTL: time.Minute, NegativeTTL: 500 * time.Millisecond},
 		Channel:  "my_channel",
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got  %+v\nwant %+v", got, want)
-	}
+	assert.Equal(t, want, got)
 }
 
 func TestParseTopologyRefuses(t *testing.T) {
@@ -102,9 +99,7 @@ func TestParseTopologyRefuses(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseTopology("t.yaml", []byte(tc.yaml), env(map[string]string{"PW": secret}))
-			if err == nil {
-				t.Fatal("accepted")
-			}
+			require.Error(t, err, "accepted")
 			assert.Containsf(t, err.Error(), tc.want, "error %q does not say %q", err, tc.want)
 			assert.NotContainsf(t, err.Error(), secret, "error %q shows the password", err)
 		})
@@ -118,7 +113,5 @@ func TestWriteTopologyRoundTrip(t *testing.T) {
 	require.NoError(t, WriteTopology(path, in))
 	out, err := LoadTopology(path)
 	require.NoError(t, err)
-	if !reflect.DeepEqual(in, out) {
-		t.Errorf("read back\n%+v\nwant\n%+v", out, in)
-	}
+	assert.Equal(t, in, out, "read back")
 }
