@@ -15,10 +15,7 @@ import (
 // reported as such in RELIABILITY.md and logged, but does not fail the
 // test, so that make test stays green until the fix; remove its entry
 // with the fix.
-var chaosKnownGaps = map[string]string{
-	"ReshardUnderLoad: 0 reads fail": "a scatter-gather (GET /posts/recent) in flight when the router swaps to a map without one of its shards fails " +
-		"with \"shard X is no longer in the map\" instead of finishing on the map it started with (package router)",
-}
+var chaosKnownGaps = map[string]string{}
 
 // expect records an expectation that fails the test when it is not met.
 func (e *chaosEnv) expect(res *chaosResult, met bool, what, got string) {

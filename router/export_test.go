@@ -28,3 +28,7 @@ func BarrierReceived(r *Router, shard string) replica.LSN {
 	}
 	return 0
 }
+
+// OnGatherPlanned sets a function run between planning a Gather on the
+// current map and running it; nil removes it.
+func OnGatherPlanned(f func()) { gatherPlanned = f }

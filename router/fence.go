@@ -38,7 +38,7 @@ func (t Target) fenced(ctx context.Context, op func(Target) error) error {
 		v := t.r.current()
 		cur, ok := t.in(v)
 		if !ok {
-			return fmt.Errorf("router: shard %s is no longer in the map (version %d)", t.s.name, v.version)
+			return fmt.Errorf("router: shard %s %w (version %d)", t.s.name, errShardGone, v.version)
 		}
 		var err error
 		var want int64
@@ -92,6 +92,11 @@ func (t Target) in(v *view) (Target, bool) {
 	return out, false
 }
 
+// errShardGone is a call on a shard that a newer map no longer has (its
+// range was split onto other shards): a call planned on the older map,
+// such as a Gather, plans again.
+var errShardGone = errors.New("is no longer in the map")
+
 // moved is for a read of a shard whose fence says its range moved in a map
 // newer than its set's: it waits, within FenceWait, for a map at least
 // that new, and returns the target of the same key (or shard) there.
@@ -106,7 +111,7 @@ func (t Target) moved(ctx context.Context) (Target, error) {
 	}
 	nt, ok := t.in(t.r.current())
 	if !ok {
-		return t, fmt.Errorf("router: shard %s is no longer in the map", t.s.name)
+		return t, fmt.Errorf("router: shard %s %w", t.s.name, errShardGone)
 	}
 	nt.direct = t.direct
 	return nt, nil

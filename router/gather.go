@@ -46,13 +46,28 @@ func Gather[T any](ctx context.Context, r *Router, sql string, args []any, scan 
 	if r.closed.Load() {
 		return nil, ErrClosed
 	}
-	shards := r.current().shards
-	jobs := make([]gatherJob, len(shards))
-	for i, st := range shards {
-		jobs[i] = gatherJob{t: Target{r: r, s: st}, sql: sql, args: args}
+	for try := 0; ; try++ {
+		v := r.current()
+		jobs := make([]gatherJob, len(v.shards))
+		for i, st := range v.shards {
+			jobs[i] = gatherJob{t: Target{r: r, s: st}, sql: sql, args: args}
+		}
+		if gatherPlanned != nil {
+			gatherPlanned()
+		}
+		out, err := gather(ctx, r, jobs, scan, opts)
+		if try == 0 && errors.Is(err, errShardGone) && r.current() != v {
+			// A shard left the map while the call ran (its range was
+			// split onto others): run it once more, on the new map.
+			continue
+		}
+		return out, err
 	}
-	return gather(ctx, r, jobs, scan, opts)
 }
+
+// gatherPlanned, set by tests, runs between planning a Gather on the
+// current map and running it.
+var gatherPlanned func()
 
 // Group is the user IDs of one shard, from Router.Group.
 type Group struct {
