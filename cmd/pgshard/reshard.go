@@ -75,6 +75,22 @@ func (e *env) manager(ctx context.Context, c *common, verbose bool) (*reshard.Ma
 	return reshard.New(s, o), s, nil
 }
 
+// withManager parses a subcommand's arguments (want of them, as parse
+// takes it), opens the control store and a workflow manager on it (logging
+// to stderr when verbose), runs fn and returns its exit status.
+func (e *env) withManager(ctx context.Context, c *common, args []string, want int, verbose bool, fn func(m *reshard.Manager, rest []string) int) int {
+	rest, code, ok := c.parse(e, args, want)
+	if !ok {
+		return code
+	}
+	m, s, err := e.manager(ctx, c, verbose)
+	if err != nil {
+		return e.fail(c.fs.Name(), err)
+	}
+	defer s.Close()
+	return fn(m, rest)
+}
+
 func cmdReshardCreate(ctx context.Context, e *env, cmd string, args []string) int {
 	c := newGroupFlags(e, "reshard", cmd, "NAME", "Check the source and the targets, copy the schema to targets that have none and record\n"+
 		"the workflow; then copy the declared tables and stream changes until interrupted (resume with run).")
@@ -134,52 +150,39 @@ func runWorkflow(ctx context.Context, e *env, c *common, m *reshard.Manager, nam
 func cmdReshardRun(ctx context.Context, e *env, cmd string, args []string) int {
 	c := newGroupFlags(e, "reshard", cmd, "NAME", "Resume the workflow: copy (again, if a copy was interrupted), then stream changes\n"+
 		"to the targets until interrupted, completed or cancelled.")
-	rest, code, ok := c.parse(e, args, 1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, true)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	return runWorkflow(ctx, e, c, m, rest[0])
+	return e.withManager(ctx, c, args, 1, true, func(m *reshard.Manager, rest []string) int {
+		return runWorkflow(ctx, e, c, m, rest[0])
+	})
 }
 
 func cmdReshardStatus(ctx context.Context, e *env, cmd string, args []string) int {
 	c := newGroupFlags(e, "reshard", cmd, "[NAME]", "Print the workflow's phase, rows copied per table, streaming lag and warnings\n"+
 		"(a slot that holds back more than 1 GiB of WAL, a stream that no process runs). Without NAME, every workflow.")
-	rest, code, ok := c.parse(e, args, -1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, false)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	names := rest
-	if len(names) == 0 {
-		if names, err = m.List(ctx); err != nil {
-			return e.fail(c.fs.Name(), err)
+	return e.withManager(ctx, c, args, -1, false, func(m *reshard.Manager, rest []string) int {
+		names := rest
+		if len(names) == 0 {
+			var err error
+			if names, err = m.List(ctx); err != nil {
+				return e.fail(c.fs.Name(), err)
+			}
 		}
-	}
-	all := []*reshard.Status{}
-	for _, n := range names {
-		st, err := m.Status(ctx, n)
-		if err != nil {
-			return e.fail(c.fs.Name(), err)
+		all := []*reshard.Status{}
+		for _, n := range names {
+			st, err := m.Status(ctx, n)
+			if err != nil {
+				return e.fail(c.fs.Name(), err)
+			}
+			all = append(all, st)
 		}
-		all = append(all, st)
-	}
-	var v any = all
-	if len(rest) == 1 {
-		v = all[0]
-	}
-	return e.print(c, v, func(w io.Writer) {
-		for _, st := range all {
-			printStatus(w, st)
+		var v any = all
+		if len(rest) == 1 {
+			v = all[0]
 		}
+		return e.print(c, v, func(w io.Writer) {
+			for _, st := range all {
+				printStatus(w, st)
+			}
+		})
 	})
 }
 
@@ -222,20 +225,13 @@ func printStatus(w io.Writer, st *reshard.Status) {
 func cmdReshardCancel(ctx context.Context, e *env, cmd string, args []string) int {
 	c := newGroupFlags(e, "reshard", cmd, "NAME", "Abandon the workflow before its switch: drop the slot and the publication on the source\n"+
 		"and empty the targets' declared tables.")
-	rest, code, ok := c.parse(e, args, 1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, false)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	if _, err := m.Cancel(ctx, rest[0]); err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	fmt.Fprintf(e.out, "workflow %s cancelled: slot and publication dropped, targets emptied\n", rest[0])
-	return exitOK
+	return e.withManager(ctx, c, args, 1, false, func(m *reshard.Manager, rest []string) int {
+		if _, err := m.Cancel(ctx, rest[0]); err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+		fmt.Fprintf(e.out, "workflow %s cancelled: slot and publication dropped, targets emptied\n", rest[0])
+		return exitOK
+	})
 }
 
 func cmdReshardVerify(ctx context.Context, e *env, cmd string, args []string) int {
@@ -244,43 +240,36 @@ func cmdReshardVerify(ctx context.Context, e *env, cmd string, args []string) in
 		"The stream ('pgshard reshard run') must be running: it pauses for the comparison. Exit status 1 on a difference.")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "how long to wait for the stream to pause and reach the position")
 	maxDiffs := c.fs.Int("max-diffs", 10, "name at most this many differences")
-	rest, code, ok := c.parse(e, args, 1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, false)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	rep, err := m.Verify(ctx, rest[0], reshard.VerifyOptions{Timeout: *timeout, MaxDiffs: *maxDiffs})
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	code = e.print(c, rep, func(w io.Writer) {
-		fmt.Fprintf(w, "compared at source position %s\n", rep.Position)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TABLE\tTARGET\tSOURCE ROWS\tTARGET ROWS")
-		for _, tc := range rep.Tables {
-			for _, t := range slices.Sorted(maps.Keys(tc.Targets)) {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", tc.Table, t, tc.Source[t], tc.Targets[t])
+	return e.withManager(ctx, c, args, 1, false, func(m *reshard.Manager, rest []string) int {
+		rep, err := m.Verify(ctx, rest[0], reshard.VerifyOptions{Timeout: *timeout, MaxDiffs: *maxDiffs})
+		if err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+		code := e.print(c, rep, func(w io.Writer) {
+			fmt.Fprintf(w, "compared at source position %s\n", rep.Position)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TABLE\tTARGET\tSOURCE ROWS\tTARGET ROWS")
+			for _, tc := range rep.Tables {
+				for _, t := range slices.Sorted(maps.Keys(tc.Targets)) {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", tc.Table, t, tc.Source[t], tc.Targets[t])
+				}
 			}
+			tw.Flush()
+			for _, d := range rep.Diffs {
+				fmt.Fprintf(w, "DIFF %s on %s at key %s: %s\n", d.Table, d.Target, d.Key, d.Problem)
+			}
+			if rep.More > 0 {
+				fmt.Fprintf(w, "and %d more differences\n", rep.More)
+			}
+			if rep.Clean() {
+				fmt.Fprintln(w, "clean: the targets hold exactly the source's rows")
+			}
+		})
+		if code == exitOK && !rep.Clean() {
+			return exitFail
 		}
-		tw.Flush()
-		for _, d := range rep.Diffs {
-			fmt.Fprintf(w, "DIFF %s on %s at key %s: %s\n", d.Table, d.Target, d.Key, d.Problem)
-		}
-		if rep.More > 0 {
-			fmt.Fprintf(w, "and %d more differences\n", rep.More)
-		}
-		if rep.Clean() {
-			fmt.Fprintln(w, "clean: the targets hold exactly the source's rows")
-		}
+		return code
 	})
-	if code == exitOK && !rep.Clean() {
-		return exitFail
-	}
-	return code
 }
 
 func cmdReshardSwitch(ctx context.Context, e *env, cmd string, args []string) int {
@@ -292,43 +281,29 @@ func cmdReshardSwitch(ctx context.Context, e *env, cmd string, args []string) in
 	timeout := c.fs.Duration("timeout", 10*time.Second, "from the fence to the point of no return, at most")
 	reason := c.fs.String("reason", "", "why (stored with the map version; default reshard NAME)")
 	by := c.fs.String("by", "", "who asks (default user@host)")
-	rest, code, ok := c.parse(e, args, 1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, true)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	began := time.Now()
-	st, err := m.SwitchWrites(ctx, rest[0], reshard.SwitchOptions{MaxLag: *maxLag, Timeout: *timeout, Reason: *reason, By: *by})
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	return e.print(c, st, func(w io.Writer) {
-		fmt.Fprintf(w, "workflow %s switched in %v: map version %d gives %s to %s\n", st.Name, time.Since(began).Round(time.Millisecond),
-			st.SwitchedVersion, st.Source.Range, targetNames(st))
+	return e.withManager(ctx, c, args, 1, true, func(m *reshard.Manager, rest []string) int {
+		began := time.Now()
+		st, err := m.SwitchWrites(ctx, rest[0], reshard.SwitchOptions{MaxLag: *maxLag, Timeout: *timeout, Reason: *reason, By: *by})
+		if err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+		return e.print(c, st, func(w io.Writer) {
+			fmt.Fprintf(w, "workflow %s switched in %v: map version %d gives %s to %s\n", st.Name, time.Since(began).Round(time.Millisecond),
+				st.SwitchedVersion, st.Source.Range, targetNames(st))
+		})
 	})
 }
 
 func cmdReshardComplete(ctx context.Context, e *env, cmd string, args []string) int {
 	c := newGroupFlags(e, "reshard", cmd, "NAME", "End a switched workflow: drop the slot, the publication and the TRUNCATE guards on the source,\n"+
 		"which is retired (its rows stay; its fence refuses every router's writes).")
-	rest, code, ok := c.parse(e, args, 1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, false)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	if _, err := m.Complete(ctx, rest[0]); err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	fmt.Fprintf(e.out, "workflow %s completed: slot and publication dropped, source retired\n", rest[0])
-	return exitOK
+	return e.withManager(ctx, c, args, 1, false, func(m *reshard.Manager, rest []string) int {
+		if _, err := m.Complete(ctx, rest[0]); err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+		fmt.Fprintf(e.out, "workflow %s completed: slot and publication dropped, source retired\n", rest[0])
+		return exitOK
+	})
 }
 
 func cmdReshardReverse(ctx context.Context, e *env, cmd string, args []string) int {
@@ -338,21 +313,14 @@ func cmdReshardReverse(ctx context.Context, e *env, cmd string, args []string) i
 	timeout := c.fs.Duration("timeout", 10*time.Second, "from the targets' fence to the new map, at most")
 	reason := c.fs.String("reason", "", "why (stored with the map version)")
 	by := c.fs.String("by", "", "who asks (default user@host)")
-	rest, code, ok := c.parse(e, args, 1)
-	if !ok {
-		return code
-	}
-	m, s, err := e.manager(ctx, c, true)
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	defer s.Close()
-	st, err := m.Reverse(ctx, rest[0], reshard.ReverseOptions{Timeout: *timeout, Reason: *reason, By: *by})
-	if err != nil {
-		return e.fail(c.fs.Name(), err)
-	}
-	return e.print(c, st, func(w io.Writer) {
-		fmt.Fprintf(w, "workflow %s reversed: map version %d gives %s back to shard %s; cancel drops the rest and empties the targets\n",
-			st.Name, st.ReversedVersion, st.Source.Range, st.Source.Shard)
+	return e.withManager(ctx, c, args, 1, true, func(m *reshard.Manager, rest []string) int {
+		st, err := m.Reverse(ctx, rest[0], reshard.ReverseOptions{Timeout: *timeout, Reason: *reason, By: *by})
+		if err != nil {
+			return e.fail(c.fs.Name(), err)
+		}
+		return e.print(c, st, func(w io.Writer) {
+			fmt.Fprintf(w, "workflow %s reversed: map version %d gives %s back to shard %s; cancel drops the rest and empties the targets\n",
+				st.Name, st.ReversedVersion, st.Source.Range, st.Source.Shard)
+		})
 	})
 }
