@@ -145,10 +145,10 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node, a *attempts
 		}
 		if behind != nil {
 			lastBehind = behind
-			if _, err := s.writer(); err != nil || doubt != noDoubt {
-				waited = true
-			}
-			t, ok, err := s.probe(ctx, behind, o.MinLSN, doubt, a)
+			_, werr := s.writer()
+			patient := werr != nil || doubt != noDoubt
+			waited = waited || patient
+			t, ok, err := s.probe(ctx, behind, o.MinLSN, patient, doubt, a)
 			if ok {
 				return t, nil
 			}
@@ -170,7 +170,7 @@ func (s *Set) route(ctx context.Context, o ReadOptions, avoid *node, a *attempts
 	// The primary failed the fallback (refused, shutting down), or was
 	// found down since the replica was probed: the replica that was only
 	// behind is the read's one chance.
-	t, ok, perr := s.probe(ctx, lastBehind, o.MinLSN, s.clock(), a)
+	t, ok, perr := s.probe(ctx, lastBehind, o.MinLSN, true, s.clock(), a)
 	if ok {
 		return t, nil
 	}
@@ -256,21 +256,19 @@ func (s *Set) whyNoReplica() string {
 // returned connection sees min; on !ok with a nil error, the replica is
 // behind.
 //
-// With no primary to fall back to, or one in doubt since instant doubt
-// (it failed this read then; noDoubt for none), it waits up to
+// A patient probe (no primary to fall back to, or one in doubt since
+// instant doubt: it failed this read then; noDoubt for none) waits up to
 // ConnectTimeout instead: a replica that has received a write but not
 // replayed it yet usually gets there within milliseconds, and waiting
 // beats failing the read. It stops waiting when a primary is back, proven
 // by a check after the doubt.
-func (s *Set) probe(ctx context.Context, n *node, min LSN, doubt time.Duration, a *attempts) (t target, ok bool, err error) {
+func (s *Set) probe(ctx context.Context, n *node, min LSN, patient bool, doubt time.Duration, a *attempts) (t target, ok bool, err error) {
 	t, err = s.acquireWatched(ctx, n, a)
 	if err != nil {
 		return t, false, err
 	}
 	wait := s.opts.MaxWait
-	_, werr := s.writer()
-	noPrimary := werr != nil || doubt != noDoubt
-	if noPrimary {
+	if patient {
 		wait = max(wait, s.opts.ConnectTimeout)
 	}
 	deadline := time.Now().Add(wait)
@@ -302,7 +300,7 @@ func (s *Set) probe(ctx context.Context, n *node, min LSN, doubt time.Duration, 
 			t.release()
 			return target{}, false, nil
 		}
-		if noPrimary && s.opts.MaxWait == 0 {
+		if patient && s.opts.MaxWait == 0 {
 			if p, err := s.writer(); err == nil && p.status().checked > doubt {
 				// A primary is back (or promoted): read there instead.
 				t.release()
